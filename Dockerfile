@@ -1,0 +1,21 @@
+# carenotes web image: gunicorn serving the Django app; configured only by environment.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    DJANGO_SETTINGS_MODULE=carenotes.settings DJANGO_STATIC_ROOT=/app/staticfiles
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY carenotes ./carenotes
+COPY tenants ./tenants
+COPY stats ./stats
+COPY tools ./tools
+COPY manage.py gunicorn.conf.py ./
+RUN pip install --no-cache-dir . \
+ && DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
+    python manage.py collectstatic --noinput --verbosity 0 \
+ && useradd --system --no-create-home carenotes
+USER carenotes
+EXPOSE 8000
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "carenotes.wsgi"]

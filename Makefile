@@ -1,0 +1,55 @@
+# carenotes: `make run` serves the API, `make test` runs ruff and the whole test suite.
+# Both set everything up on a fresh machine: .venv, embedded PostgreSQL/Redis under .data/
+# (unless DATABASE_URL / REDIS_URL are set), migrations.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEVENV := $(BIN)/python tools/devenv.py exec --
+MANAGE := $(DEVENV) $(BIN)/python manage.py
+PORT ?= 8000
+HOST ?= 127.0.0.1
+
+export DJANGO_SETTINGS_MODULE := carenotes.settings
+
+.PHONY: install run serve migrate test lint format stop clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+migrate: install
+	$(MANAGE) migrate --noinput
+
+# `make run` serves plain HTTP on loopback, so the production HTTPS defaults are relaxed
+# here (and only here); production sets nothing and gets secure defaults.
+run serve: export DJANGO_SECURE_SSL_REDIRECT ?= 0
+run serve: export DJANGO_SECURE_COOKIES ?= 0
+run serve: export DJANGO_HSTS_SECONDS ?= 0
+run: migrate
+	$(MANAGE) collectstatic --noinput --verbosity 0
+	$(DEVENV) $(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) carenotes.wsgi
+
+test: export CACHE_KEY_PREFIX ?= test
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(DEVENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+stop:
+	@test -x $(BIN)/python && $(BIN)/python tools/devenv.py stop || true
+
+clean: stop
+	rm -rf .data reports

@@ -1,0 +1,3 @@
+"""Routes of the care-notes API."""
+
+urlpatterns: list = []

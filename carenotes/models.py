@@ -1,0 +1,117 @@
+"""The care-note domain: patients (residents) and the notes carers write about them."""
+
+from django.conf import settings
+from django.db import models
+
+from tenants.models import Facility, Tenant
+
+PRIORITY_MIN = 1
+PRIORITY_MAX = 5
+STATS_INDEX_NAME = "carenote_stats_covering_idx"
+
+
+class Category(models.TextChoices):
+    MEDICATION = "medication", "Medication"
+    OBSERVATION = "observation", "Observation"
+    TREATMENT = "treatment", "Treatment"
+
+
+class Patient(models.Model):
+    """A resident of one facility of one tenant."""
+
+    # Indexes that lead with tenant_id (below) serve tenant lookups; no lone tenant_id index.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="patients", db_index=False
+    )
+    # db_constraint=False: the composite (tenant_id, facility_id) foreign key added in the
+    # migration is the real constraint; it also proves the facility is the tenant's.
+    facility = models.ForeignKey(
+        Facility,
+        on_delete=models.PROTECT,
+        related_name="patients",
+        db_constraint=False,
+        db_index=False,
+    )
+    reference = models.CharField(max_length=32, help_text="Tenant-unique reference code.")
+    display_name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["tenant_id", "reference"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "reference"], name="patient_tenant_ref_uniq"),
+            models.UniqueConstraint(fields=["tenant", "id"], name="patient_tenant_id_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "facility"], name="patient_tenant_facility_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.display_name}"
+
+
+class CareNote(models.Model):
+    """One recorded act of care; ``created_at`` is when the care happened."""
+
+    # Every index on this (large) table leads with tenant_id; single-column FK indexes would
+    # only slow bulk loads. The composite foreign keys are added in the migration.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="care_notes", db_index=False
+    )
+    facility = models.ForeignKey(
+        Facility,
+        on_delete=models.PROTECT,
+        related_name="care_notes",
+        db_constraint=False,
+        db_index=False,
+    )
+    patient = models.ForeignKey(
+        Patient,
+        on_delete=models.PROTECT,
+        related_name="care_notes",
+        db_constraint=False,
+        db_index=False,
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="care_notes",
+        db_index=False,
+    )
+    category = models.CharField(max_length=16, choices=Category.choices)
+    priority = models.PositiveSmallIntegerField()
+    body = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(priority__gte=PRIORITY_MIN, priority__lte=PRIORITY_MAX),
+                name="carenote_priority_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(category__in=Category.values), name="carenote_category_valid"
+            ),
+        ]
+        indexes = [
+            # Serves the daily stats query (one tenant, one local-day created_at range,
+            # optionally some facilities) as an index-only scan.
+            models.Index(
+                fields=["tenant", "created_at"],
+                include=["facility", "patient", "category", "priority"],
+                name=STATS_INDEX_NAME,
+            ),
+            # Note lists: newest first within a tenant / a patient.
+            models.Index(
+                fields=["tenant", "-created_at", "-id"], name="carenote_tenant_recent_idx"
+            ),
+            models.Index(
+                fields=["tenant", "patient", "-created_at"], name="carenote_patient_recent_idx"
+            ),
+            models.Index(
+                fields=["tenant", "author", "-created_at"], name="carenote_author_recent_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category} note {self.pk}"

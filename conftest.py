@@ -1,0 +1,38 @@
+"""Shared pytest fixtures: a clean cache per test and API clients acting as tenant members."""
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache():
+    """Each test starts with an empty cache namespace (only this run's key prefix)."""
+    cache.delete_pattern("*")
+    yield
+    cache.delete_pattern("*")
+
+
+@pytest.fixture(autouse=True)
+def _plain_http(settings):
+    """The test client speaks plain HTTP; production's HTTPS redirect would answer 301."""
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def token_client():
+    """Return a factory: token_client(user) -> APIClient authenticated with a fresh API token."""
+    from tenants.services import api_token_create
+
+    def make(user) -> APIClient:
+        _, key = api_token_create(user=user, name="test")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        return client
+
+    return make

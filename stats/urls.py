@@ -1,0 +1,3 @@
+"""Routes of the analytics API."""
+
+urlpatterns: list = []

@@ -1,0 +1,121 @@
+"""Reads for tenants and access: principals, tenant lookups scoped to the caller."""
+
+import hashlib
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+from rest_framework.exceptions import NotFound
+
+from tenants.cache import cache_get, cache_set
+from tenants.models import ApiToken, Facility, Membership, Tenant
+from tenants.principal import Principal, TenantInfo
+
+TENANT_INFO_TTL = 300
+
+
+def token_digest(key: str) -> str:
+    """Return the stored form of an API key (hex SHA-256)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def principal_token_cache_key(digest: str) -> str:
+    return f"auth:token:{digest}"
+
+
+def principal_user_cache_key(user_id: int) -> str:
+    return f"auth:user:{user_id}"
+
+
+def tenant_info_cache_key(tenant_id: int) -> str:
+    return f"tenant:info:{tenant_id}"
+
+
+def _principal_build(*, user, expires_at=None) -> Principal:
+    roles = dict(Membership.objects.filter(user_id=user.pk).values_list("tenant_id", "role"))
+    return Principal(
+        user_id=user.pk,
+        username=user.get_username(),
+        is_superuser=user.is_superuser,
+        is_staff=user.is_staff,
+        roles=roles,
+        expires_at=expires_at,
+    )
+
+
+def principal_get_for_token(*, key: str) -> Principal | None:
+    """Return the principal of an active, unexpired API key, or None; cached briefly."""
+    digest = token_digest(key)
+    cache_key = principal_token_cache_key(digest)
+    cached = cache_get(cache_key)
+    if cached is not None:
+        principal = Principal.from_cache(cached)
+    else:
+        token = (
+            ApiToken.objects.select_related("user")
+            .filter(key_digest=digest, revoked_at__isnull=True, user__is_active=True)
+            .first()
+        )
+        if token is None:
+            return None
+        principal = _principal_build(user=token.user, expires_at=token.expires_at)
+        cache_set(cache_key, principal.to_cache(), settings.PRINCIPAL_CACHE_TTL)
+    if principal.expires_at is not None and principal.expires_at <= timezone.now():
+        return None
+    return principal
+
+
+def principal_get_for_user(*, user) -> Principal:
+    """Return the principal of a (session-)authenticated user; cached briefly."""
+    cache_key = principal_user_cache_key(user.pk)
+    cached = cache_get(cache_key)
+    if cached is not None:
+        return Principal.from_cache(cached)
+    principal = _principal_build(user=user)
+    cache_set(cache_key, principal.to_cache(), settings.PRINCIPAL_CACHE_TTL)
+    return principal
+
+
+def principal_from_request(request) -> Principal:
+    """Return the principal behind an authenticated DRF request (token or session)."""
+    principal = getattr(request.user, "principal", None)
+    if principal is None:
+        principal = principal_get_for_user(user=request.user)
+    return principal
+
+
+def tenant_info_get(*, tenant_id: int) -> TenantInfo | None:
+    """Return a tenant's id, name, time zone and facility ids (cached), or None if absent."""
+    cache_key = tenant_info_cache_key(tenant_id)
+    cached = cache_get(cache_key)
+    if cached is not None:
+        return TenantInfo(**cached)
+    tenant = Tenant.objects.filter(pk=tenant_id).values("id", "name", "timezone").first()
+    if tenant is None:
+        return None
+    facility_ids = tuple(
+        Facility.objects.filter(tenant_id=tenant_id).order_by("id").values_list("id", flat=True)
+    )
+    info = TenantInfo(facility_ids=facility_ids, **tenant)
+    cache_set(cache_key, info.__dict__, TENANT_INFO_TTL)
+    return info
+
+
+def tenant_get_for_principal(*, principal: Principal, tenant_id: int) -> TenantInfo:
+    """Return the tenant if the caller may access it; otherwise raise 404.
+
+    A tenant that does not exist and one the caller is not a member of give the same
+    answer, so the API never reveals which tenant ids exist.
+    """
+    if principal.can_access(tenant_id):
+        info = tenant_info_get(tenant_id=tenant_id)
+        if info is not None:
+            return info
+    raise NotFound()
+
+
+def tenant_list_for_user(*, user) -> QuerySet[Tenant]:
+    """Return the tenants a user may see: all for a superuser, else their memberships'."""
+    if user.is_superuser:
+        return Tenant.objects.all()
+    return Tenant.objects.filter(memberships__user_id=user.pk)
