@@ -1,0 +1,37 @@
+"""Writes for the analytics: making cached daily stats stale when care notes change."""
+
+import logging
+from datetime import date
+
+from django_redis import get_redis_connection
+
+from tenants.cache import CACHE_ERRORS
+
+logger = logging.getLogger(__name__)
+
+
+def care_stats_version_key(*, tenant_id: int, day: date) -> str:
+    """Redis key of the (tenant, local day) version that is part of every stats cache key."""
+    return f"stats:ver:{tenant_id}:{day.isoformat()}"
+
+
+def care_stats_generation_key(*, tenant_id: int) -> str:
+    """Redis key of the per-tenant generation that is part of every stats cache key."""
+    return f"stats:gen:{tenant_id}"
+
+
+def _incr(key: str) -> None:
+    try:
+        get_redis_connection("default").incr(key)
+    except CACHE_ERRORS as exc:
+        logger.warning("stats invalidation of %s failed: %s", key, exc)
+
+
+def care_stats_invalidate(*, tenant_id: int, day: date) -> None:
+    """Make every cached stats answer for (tenant, local ``day``) stale at once."""
+    _incr(care_stats_version_key(tenant_id=tenant_id, day=day))
+
+
+def care_stats_invalidate_tenant(*, tenant_id: int) -> None:
+    """Make every cached stats answer of a tenant stale (after bulk loads)."""
+    _incr(care_stats_generation_key(tenant_id=tenant_id))
