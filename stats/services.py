@@ -3,6 +3,7 @@
 import logging
 from datetime import date
 
+from django.core.cache import cache
 from django_redis import get_redis_connection
 
 from tenants.cache import CACHE_ERRORS
@@ -22,7 +23,9 @@ def care_stats_generation_key(*, tenant_id: int) -> str:
 
 def _incr(key: str) -> None:
     try:
-        get_redis_connection("default").incr(key)
+        # INCR creates the key at 1 when absent; make_key applies the cache's KEY_PREFIX
+        # and version so that cache.get()/get_many() read the same counter.
+        get_redis_connection("default").incr(cache.make_key(key))
     except CACHE_ERRORS as exc:
         logger.warning("stats invalidation of %s failed: %s", key, exc)
 
