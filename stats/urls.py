@@ -1,3 +1,9 @@
 """Routes of the analytics API."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from stats.views import CareStatsView
+
+urlpatterns = [
+    path("care-stats/", CareStatsView.as_view(), name="care-stats"),
+]

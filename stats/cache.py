@@ -1,0 +1,182 @@
+"""Redis cache of daily stats: versioned entries, one computation per cold key, optional Redis.
+
+Freshness. Every entry carries the stamp (tenant generation, (tenant, day) version) read
+*before* it was computed. ``stats.services.care_stats_invalidate`` increments the version,
+so an entry whose stamp differs from the current counters is stale; a warm hit reads both
+counters, the entry and the herd lock in one MGET (one Redis round trip).
+
+Herd protection. The first request that misses takes a short Redis lock (SET NX PX) and
+computes; the others poll the entry for up to STATS_HERD_WAIT seconds and compute themselves
+only if it does not arrive (or the lock holder gave up).
+
+Redis is optional. Any Redis error makes the request a BYPASS: the answer comes from
+PostgreSQL, a warning is logged, and the next request tries Redis again.
+
+Lost invalidations. An increment that fails (Redis unreachable during a write) leaves an
+older entry looking fresh. The TTLs bound that: STATS_TTL_TODAY for today and later (the
+days that are still being written), STATS_TTL_PAST for past days (late corrections are rare,
+and an hour of staleness after a Redis outage is the accepted worst case).
+"""
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from django.core.cache import cache
+from django_redis import get_redis_connection
+
+from stats.selectors import CareStats, care_stats_get, local_today
+from stats.services import care_stats_generation_key, care_stats_version_key
+from tenants.cache import CACHE_ERRORS
+from tenants.principal import TenantInfo
+
+logger = logging.getLogger(__name__)
+
+STATS_TTL_TODAY = 30  # seconds, for today and future days (tenant-local)
+STATS_TTL_PAST = 3600  # seconds, for past days
+STATS_LOCK_TIMEOUT_MS = 10_000  # the lock frees itself if its holder dies
+STATS_HERD_WAIT = 3.0  # seconds a waiter polls for the holder's result
+STATS_HERD_POLL = 0.02  # seconds between polls
+
+# Store the entry and release the lock (only if still ours) in one round trip.
+_STORE_AND_UNLOCK = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+
+class CacheStatus(StrEnum):
+    HIT = "HIT"
+    MISS = "MISS"
+    BYPASS = "BYPASS"
+
+
+@dataclass(frozen=True)
+class CachedStats:
+    """A serialized stats answer, where it came from, and the seconds spent on Redis."""
+
+    data: dict
+    status: CacheStatus
+    cache_seconds: float
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    stamp: list[int]
+    data: dict | None
+    locked: bool
+
+
+def care_stats_entry_key(*, tenant: TenantInfo, day: date, facility_ids: tuple[int, ...]) -> str:
+    """Cache key of one answer: tenant, time zone (it moves the day), local date, sorted scope."""
+    scope = ",".join(str(facility_id) for facility_id in facility_ids)
+    return f"stats:val:{tenant.id}:{tenant.timezone}:{day.isoformat()}:{scope}"
+
+
+def care_stats_ttl(*, tenant: TenantInfo, day: date) -> int:
+    """Return the entry lifetime: short while the day can still change, long once it is past."""
+    if day < local_today(timezone_name=tenant.timezone):
+        return STATS_TTL_PAST
+    return STATS_TTL_TODAY
+
+
+class _StatsCache:
+    """The Redis round trips of one request, with the time they took."""
+
+    def __init__(self, *, tenant: TenantInfo, day: date, facility_ids: tuple[int, ...]):
+        self.redis = get_redis_connection("default")
+        entry = care_stats_entry_key(tenant=tenant, day=day, facility_ids=facility_ids)
+        self.keys = [
+            cache.make_key(care_stats_generation_key(tenant_id=tenant.id)),
+            cache.make_key(care_stats_version_key(tenant_id=tenant.id, day=day)),
+            cache.make_key(entry),
+            cache.make_key(f"stats:lock:{entry[len('stats:val:') :]}"),
+        ]
+        self.ttl = care_stats_ttl(tenant=tenant, day=day)
+        self.token = secrets.token_hex(8)
+        self.seconds = 0.0
+
+    def _timed(self, call: Callable, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def lookup(self) -> _Lookup:
+        generation, version, entry, lock = self._timed(self.redis.mget, self.keys)
+        stamp = [int(generation or 0), int(version or 0)]
+        data = None
+        if entry is not None:
+            try:
+                stored = json.loads(entry)
+                if stored["stamp"] == stamp:
+                    data = stored["data"]
+            except (ValueError, TypeError, KeyError):
+                # Not written by this module (or by an older layout): recompute and overwrite.
+                logger.warning("unreadable stats cache entry %s", self.keys[2])
+        return _Lookup(stamp=stamp, data=data, locked=lock is not None)
+
+    def lock(self) -> bool:
+        return bool(
+            self._timed(self.redis.set, self.keys[3], self.token, nx=True, px=STATS_LOCK_TIMEOUT_MS)
+        )
+
+    def wait(self) -> _Lookup | None:
+        """Poll until the lock holder's entry arrives; None when it gives up or time runs out."""
+        deadline = time.monotonic() + STATS_HERD_WAIT
+        while time.monotonic() < deadline:
+            self._timed(time.sleep, STATS_HERD_POLL)
+            found = self.lookup()
+            if found.data is not None:
+                return found
+            if not found.locked:
+                return None
+        return None
+
+    def store(self, *, stamp: list[int], data: dict) -> None:
+        payload = json.dumps({"stamp": stamp, "data": data}, separators=(",", ":"))
+        script = self.redis.register_script(_STORE_AND_UNLOCK)
+        self._timed(script, keys=self.keys[2:4], args=[payload, self.ttl, self.token])
+
+
+def care_stats_get_cached(
+    *,
+    tenant: TenantInfo,
+    day: date,
+    facility_ids: tuple[int, ...],
+    serialize: Callable[[CareStats], dict],
+) -> CachedStats:
+    """Return the serialized stats from Redis when fresh, else computed once and stored."""
+
+    def compute() -> dict:
+        return serialize(care_stats_get(tenant=tenant, day=day, facility_ids=facility_ids))
+
+    stats_cache = None
+    data = None
+    try:
+        stats_cache = _StatsCache(tenant=tenant, day=day, facility_ids=facility_ids)
+        found = stats_cache.lookup()
+        if found.data is not None:
+            return CachedStats(found.data, CacheStatus.HIT, stats_cache.seconds)
+        if not stats_cache.lock():
+            arrived = stats_cache.wait()
+            if arrived is not None:
+                return CachedStats(arrived.data, CacheStatus.HIT, stats_cache.seconds)
+            # The holder gave up or is slow: compute, stamped with what is current now.
+            found = stats_cache.lookup()
+        data = compute()
+        stats_cache.store(stamp=found.stamp, data=data)
+        return CachedStats(data, CacheStatus.MISS, stats_cache.seconds)
+    except CACHE_ERRORS as exc:
+        logger.warning("stats cache unavailable, answering from PostgreSQL: %s", exc)
+        if data is None:
+            data = compute()
+        seconds = stats_cache.seconds if stats_cache is not None else 0.0
+        return CachedStats(data, CacheStatus.BYPASS, seconds)

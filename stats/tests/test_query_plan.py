@@ -1,0 +1,47 @@
+"""Every statement of the stats selector is an index-only scan of the covering index."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from carenotes.models import STATS_INDEX_NAME
+from carenotes.tests.factories import CareNoteFactory, PatientFactory
+from stats.selectors import care_stats_get
+from stats.tests.factories import tenant_info_of
+from tenants.tests.factories import FacilityFactory
+
+# VACUUM cannot run inside the per-test transaction; it sets the visibility map that
+# index-only scans rely on.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _explain(sql: str) -> str:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # A tiny table would be read sequentially; forbidding that asks the planner whether
+        # the index can answer the statement at all.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_stats_statements_are_index_only_scans():
+    facility = FacilityFactory()
+    patient = PatientFactory(facility=facility)
+    other_facility = FacilityFactory(tenant=facility.tenant)
+    start = datetime(2025, 3, 10, 6, tzinfo=UTC)
+    CareNoteFactory.create_batch(5, patient=patient, created_at=start + timedelta(hours=1))
+    CareNoteFactory(patient=PatientFactory(facility=other_facility), created_at=start)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE carenotes_carenote")
+    info = tenant_info_of(facility.tenant)
+
+    with CaptureQueriesContext(connection) as captured:
+        stats = care_stats_get(tenant=info, day=date(2025, 3, 10), facility_ids=(facility.pk,))
+
+    assert stats.total_notes == 5
+    assert len(captured.captured_queries) == 2
+    for query in captured.captured_queries:
+        plan = _explain(query["sql"])
+        assert f"Index Only Scan using {STATS_INDEX_NAME}" in plan, plan
