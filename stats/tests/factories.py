@@ -1,7 +1,63 @@
-"""Test helpers for the analytics: tenant facts as the API sees them."""
+"""Test data for the analytics: a small care group, its expected stats, tenant facts."""
 
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from carenotes.models import Category, Patient
+from carenotes.tests.factories import CareNoteFactory, PatientFactory
 from tenants.models import Facility, Tenant
 from tenants.principal import TenantInfo
+from tenants.tests.factories import FacilityFactory, TenantFactory
+
+CARE_STATS_URL = "/api/care-stats/"
+DAY = date(2025, 3, 10)  # an ordinary day: London is on GMT (UTC+0)
+NOON = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class CareGroup:
+    tenant: Tenant
+    north: Facility
+    south: Facility
+    patients: list[Patient]
+
+
+def care_group_create(*, with_notes: bool = True) -> CareGroup:
+    """Create a London tenant with two facilities, three patients and (optionally) four notes.
+
+    The notes, all at NOON on DAY: two medication notes (priorities 1 and 5) and a treatment
+    note (5) in north, an observation note (2) in south; three distinct patients.
+    """
+    tenant = TenantFactory(timezone="Europe/London")
+    north, south = FacilityFactory(tenant=tenant), FacilityFactory(tenant=tenant)
+    ann, bob = PatientFactory(facility=north), PatientFactory(facility=north)
+    cat = PatientFactory(facility=south)
+    if with_notes:
+        CareNoteFactory(patient=ann, category=Category.MEDICATION, priority=1, created_at=NOON)
+        CareNoteFactory(patient=ann, category=Category.MEDICATION, priority=5, created_at=NOON)
+        CareNoteFactory(patient=bob, category=Category.TREATMENT, priority=5, created_at=NOON)
+        CareNoteFactory(patient=cat, category=Category.OBSERVATION, priority=2, created_at=NOON)
+    return CareGroup(tenant=tenant, north=north, south=south, patients=[ann, bob, cat])
+
+
+def expected_body(group: CareGroup) -> dict:
+    """Return the documented 200 body for a care group created with notes, on DAY."""
+    return {
+        "tenant_id": group.tenant.pk,
+        "date": DAY.isoformat(),
+        "timezone": "Europe/London",
+        "facility_ids": [group.north.pk, group.south.pk],
+        "total_notes": 4,
+        "by_category": {"medication": 2, "observation": 1, "treatment": 1},
+        "by_priority": {"1": 1, "2": 1, "3": 0, "4": 0, "5": 2},
+        "by_facility": {str(group.north.pk): 3, str(group.south.pk): 1},
+        "avg_notes_per_patient": 1.33,
+    }
+
+
+def stats_query(group: CareGroup, **params) -> dict:
+    """Return query parameters asking for the group's stats on DAY, overridable."""
+    return {"tenant_id": group.tenant.pk, "date": DAY.isoformat(), **params}
 
 
 def tenant_info_of(tenant: Tenant) -> TenantInfo:

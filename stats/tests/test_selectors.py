@@ -15,13 +15,10 @@ from stats.selectors import (
     local_day_bounds,
     local_today,
 )
-from stats.tests.factories import tenant_info_of
+from stats.tests.factories import DAY, NOON, care_group_create, tenant_info_of
 from tenants.tests.factories import FacilityFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
-
-DAY = date(2025, 3, 10)  # an ordinary day: London is on GMT (UTC+0)
-NOON = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 
 
 def _zeros(keys) -> dict[str, int]:
@@ -30,15 +27,9 @@ def _zeros(keys) -> dict[str, int]:
 
 @pytest.fixture
 def london_group():
-    """A London tenant with two facilities and three patients."""
-    tenant = TenantFactory(timezone="Europe/London")
-    north, south = FacilityFactory(tenant=tenant), FacilityFactory(tenant=tenant)
-    patients = [
-        PatientFactory(facility=north),
-        PatientFactory(facility=north),
-        PatientFactory(facility=south),
-    ]
-    return tenant, north, south, patients
+    """The care group without notes: a London tenant, two facilities, three patients."""
+    group = care_group_create(with_notes=False)
+    return group.tenant, group.north, group.south, group.patients
 
 
 def test_counts_one_day_by_category_priority_and_facility(london_group):
