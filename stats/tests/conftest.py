@@ -22,3 +22,12 @@ def member_client(care_group, token_client):
 def _fast_password_hashing(settings):
     """Factories set passwords; the production hasher's 1M PBKDF2 rounds dominate test time."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def plain_static_storage(settings):
+    """Render pages that link static files without the manifest collectstatic would write."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
