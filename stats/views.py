@@ -246,7 +246,10 @@ class CareStatsView(APIView):
         ),
         parameters=[
             OpenApiParameter(
-                "tenant_id", OpenApiTypes.INT64, required=True, description="Tenant to report on."
+                "tenant_id",
+                {"type": "integer", "format": "int64", "minimum": 1, "maximum": BIGINT_MAX},
+                required=True,
+                description="Tenant to report on; the caller must be a member.",
             ),
             OpenApiParameter(
                 "facility_ids",
