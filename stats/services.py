@@ -10,6 +10,11 @@ from tenants.cache import CACHE_ERRORS
 
 logger = logging.getLogger(__name__)
 
+# Counters expire when their (tenant, day) sees no write for this long. That is safe because
+# it is far longer than any stats entry lives (stats.cache.STATS_TTL_PAST): no entry stamped
+# with an old counter value can outlive the counter and be mistaken for fresh.
+STATS_COUNTER_TTL = 86_400
+
 
 def care_stats_version_key(*, tenant_id: int, day: date) -> str:
     """Redis key of the (tenant, local day) version that is part of every stats cache key."""
@@ -25,7 +30,11 @@ def _incr(key: str) -> None:
     try:
         # INCR creates the key at 1 when absent; make_key applies the cache's KEY_PREFIX
         # and version so that cache.get()/get_many() read the same counter.
-        get_redis_connection("default").incr(cache.make_key(key))
+        redis_key = cache.make_key(key)
+        pipeline = get_redis_connection("default").pipeline(transaction=False)
+        pipeline.incr(redis_key)
+        pipeline.expire(redis_key, STATS_COUNTER_TTL)
+        pipeline.execute()
     except CACHE_ERRORS as exc:
         logger.warning("stats invalidation of %s failed: %s", key, exc)
 

@@ -3,7 +3,7 @@
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import date, timedelta
 from http import HTTPStatus
 
 import pytest
@@ -21,7 +21,12 @@ from stats.cache import (
     care_stats_get_cached,
 )
 from stats.selectors import care_stats_get, local_today
-from stats.services import care_stats_invalidate, care_stats_invalidate_tenant
+from stats.services import (
+    STATS_COUNTER_TTL,
+    care_stats_invalidate,
+    care_stats_invalidate_tenant,
+    care_stats_version_key,
+)
 from stats.tests.factories import (
     CARE_STATS_URL,
     DAY,
@@ -195,3 +200,12 @@ def test_concurrent_requests_on_a_cold_key_compute_once(monkeypatch):
     ]
     assert {status for status, _, _ in results} == {HTTPStatus.OK}
     assert all(body == expected_body(group) for _, _, body in results)
+
+
+def test_invalidation_counters_expire_long_after_any_stats_entry():
+    day = date(2025, 3, 10)
+    care_stats_invalidate(tenant_id=424242, day=day)
+    ttl = get_redis_connection("default").ttl(
+        cache.make_key(care_stats_version_key(tenant_id=424242, day=day))
+    )
+    assert STATS_TTL_PAST < ttl <= STATS_COUNTER_TTL
