@@ -152,6 +152,9 @@ CACHES = {
     }
 }
 
+# Serve daily stats from Redis. Off: every request computes from PostgreSQL (X-Cache: BYPASS).
+STATS_CACHE_ENABLED = env_bool("STATS_CACHE_ENABLED", True)
+
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from django.conf import settings
 from django.core.cache import cache
 from django_redis import get_redis_connection
 
@@ -157,6 +158,10 @@ def care_stats_get_cached(
 
     def compute() -> dict:
         return serialize(care_stats_get(tenant=tenant, day=day, facility_ids=facility_ids))
+
+    if not settings.STATS_CACHE_ENABLED:
+        # The operator's switch (and the benchmark's way to measure the uncached path).
+        return CachedStats(compute(), CacheStatus.BYPASS, 0.0)
 
     stats_cache = None
     data = None

@@ -209,3 +209,21 @@ def test_invalidation_counters_expire_long_after_any_stats_entry():
         cache.make_key(care_stats_version_key(tenant_id=424242, day=day))
     )
     assert STATS_TTL_PAST < ttl <= STATS_COUNTER_TTL
+
+
+def test_cache_switched_off_computes_every_time_and_says_bypass(settings, care_group):
+    settings.STATS_CACHE_ENABLED = False
+    info = tenant_info_of(care_group.tenant)
+    calls = []
+
+    def serialize(stats):
+        calls.append(stats)
+        return stats.as_dict()
+
+    statuses = [
+        care_stats_get_cached(
+            tenant=info, day=DAY, facility_ids=info.facility_ids, serialize=serialize
+        ).status
+        for _ in range(2)
+    ]
+    assert (statuses, len(calls)) == (["BYPASS", "BYPASS"], 2)
