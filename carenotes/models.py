@@ -8,6 +8,7 @@ from tenants.models import Facility, Tenant
 PRIORITY_MIN = 1
 PRIORITY_MAX = 5
 STATS_INDEX_NAME = "carenote_stats_covering_idx"
+FACILITY_INDEX_NAME = "carenote_facility_recent_idx"
 
 
 class Category(models.TextChoices):
@@ -110,6 +111,11 @@ class CareNote(models.Model):
             ),
             models.Index(
                 fields=["tenant", "author", "-created_at"], name="carenote_author_recent_idx"
+            ),
+            # Note lists and the admin changelist filtered by facility, newest first.
+            models.Index(
+                fields=["tenant", "facility", "-created_at", "-id"],
+                name=FACILITY_INDEX_NAME,
             ),
         ]
 
