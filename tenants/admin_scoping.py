@@ -96,6 +96,11 @@ class TenantScopedAdmin(admin.ModelAdmin):
 class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
     """Related-object list filter offering only the objects the user's scope allows."""
 
+    def has_output(self) -> bool:
+        # Django drops a filter with fewer than two choices, and with it any value given in
+        # the URL; a tenant admin with one facility must still be able to filter by it.
+        return True
+
     def field_choices(self, field, request, model_admin):
         ordering = self.field_admin_ordering(field, request, model_admin)
         related_admin = model_admin.admin_site._registry.get(field.related_model)
