@@ -51,11 +51,15 @@ class BoundedChangeList(ChangeList):
     """ChangeList that never fetches an unsliced queryset.
 
     Django shows every row when the count says they fit on one page (or under "show
-    all"); with an estimated count that could be a million rows, so cap the fetch.
+    all"); with an estimated count that could be a million rows, so the fetch is always
+    one page (or at most ``list_max_show_all`` rows).
     """
 
     def get_results(self, request):
         super().get_results(request)
-        if not self.result_list.query.is_sliced:
-            cap = self.list_max_show_all if self.show_all else self.list_per_page
-            self.result_list = self.result_list[:cap]
+        if self.result_list.query.is_sliced:
+            return
+        if self.show_all:
+            self.result_list = self.result_list[: self.list_max_show_all]
+        else:
+            self.result_list = self.paginator.page(self.page_num).object_list

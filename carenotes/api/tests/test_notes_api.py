@@ -339,8 +339,8 @@ def test_cursor_pages_are_stable_under_concurrent_inserts(client, patient):
     assert seen == [note.pk for note in expected]
 
 
-def test_page_size_defaults_and_is_capped(client, patient):
-    CareNoteFactory.create_batch(NOTE_PAGE_SIZE_DEFAULT + 1, patient=patient)
+def test_page_size_defaults_and_is_capped(client, patient, carer):
+    CareNoteFactory.create_batch(NOTE_PAGE_SIZE_DEFAULT + 1, patient=patient, author=carer)
     response = client.get(LIST_URL, {"tenant_id": patient.tenant_id})
     assert len(response.json()["results"]) == NOTE_PAGE_SIZE_DEFAULT
     assert response.json()["next"] is not None
