@@ -50,6 +50,8 @@ class CareNoteAdmin(TenantScopedAdmin):
     list_per_page = NOTE_LIST_PER_PAGE
     list_max_show_all = NOTE_LIST_MAX_SHOW_ALL
     show_full_result_count = False
+    # Facet counts are one COUNT per filter choice over the whole filtered table.
+    show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
 
     def get_changelist(self, request, **kwargs):

@@ -3,7 +3,7 @@
 import secrets
 from datetime import datetime
 
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils import timezone
 
@@ -67,13 +67,29 @@ def facility_create(*, tenant: Tenant, name: str) -> Facility:
     return Facility.objects.create(tenant=tenant, name=name)
 
 
+def tenant_admin_group_get() -> Group:
+    """Return the tenant-admin group, recreating it with its permissions if it was deleted.
+
+    Migration tenants/0002 creates it; a flushed database (transactional tests) or a
+    superuser's slip in the admin must not leave new tenant admins without permissions.
+    """
+    group, created = Group.objects.get_or_create(name=TENANT_ADMIN_GROUP)
+    if created:
+        for dotted in TENANT_ADMIN_PERMISSIONS:
+            app_label, codename = dotted.split(".")
+            group.permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+    return group
+
+
 def admin_access_sync(*, user) -> None:
     """Make ``user`` staff in the tenant-admin group iff they administer at least one tenant.
 
     Staff status given for other reasons (no group membership) is left alone; superusers
     keep staff status.
     """
-    group = Group.objects.get(name=TENANT_ADMIN_GROUP)
+    group = tenant_admin_group_get()
     administers = Membership.objects.filter(user_id=user.pk, role=Role.ADMIN).exists()
     in_group = user.groups.filter(pk=group.pk).exists()
     if administers and not in_group:

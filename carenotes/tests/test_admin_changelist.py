@@ -114,6 +114,13 @@ def test_changelist_never_counts_the_notes(staff_client, patient, kind):
     assert any(sql.startswith("EXPLAIN") for sql in queries)
 
 
+def test_facet_counts_are_not_offered_even_when_asked_for(staff_client, patient):
+    _add_notes(patient, SMALL)
+    queries, response = _open(staff_client, {"_facets": "True"})
+    assert [sql for sql in queries if "COUNT(" in sql.upper() and NOTES_TABLE in sql] == []
+    assert "Show counts" not in response.content.decode()
+
+
 def test_second_page_shows_the_rest(staff_client, patient):
     _add_notes(patient, LARGE)
     _, response = _open(staff_client, {"p": 2})

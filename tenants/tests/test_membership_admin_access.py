@@ -30,6 +30,16 @@ def test_the_group_has_exactly_the_tenant_admin_permissions():
     assert granted == set(TENANT_ADMIN_PERMISSIONS)
 
 
+def test_a_deleted_group_is_recreated_with_its_permissions():
+    Group.objects.filter(name=TENANT_ADMIN_GROUP).delete()
+    user = UserFactory()
+    membership_grant(user=user, tenant=TenantFactory(), role="admin")
+    assert user.has_perm("carenotes.view_carenote")
+    assert Group.objects.get(name=TENANT_ADMIN_GROUP).permissions.count() == len(
+        TENANT_ADMIN_PERMISSIONS
+    )
+
+
 def test_granting_admin_makes_staff_with_the_group_and_its_permissions():
     user = UserFactory()
     membership_grant(user=user, tenant=TenantFactory(), role="admin")
