@@ -2,13 +2,20 @@
 
 from django.contrib import admin
 from django.db import transaction
+from django.db.models import Q
 
 from carenotes.admin_paging import BoundedChangeList, EstimatedCountPaginator
-from carenotes.models import CareNote, Patient
+from carenotes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Patient
 from carenotes.services import note_stats_invalidate_on_commit
-from tenants.admin_scoping import ScopedRelatedFieldListFilter, TenantScopedAdmin
+from tenants.admin_scoping import (
+    ScopedRelatedFieldListFilter,
+    TenantScopedAdmin,
+    admin_tenant_ids,
+)
+from tenants.models import Membership
 
 NOTE_LIST_PER_PAGE = 50
+TENANT_FILTER_PARAM = "tenant__id__exact"
 # "Show all" is capped too: the count it is judged by is only an estimate.
 NOTE_LIST_MAX_SHOW_ALL = 200
 
@@ -27,24 +34,39 @@ class PatientAdmin(TenantScopedAdmin):
     ordering = ["tenant_id", "reference"]
 
 
+class PriorityListFilter(admin.SimpleListFilter):
+    """Priority 1-5 from the constants; Django's default would SELECT DISTINCT the table."""
+
+    title = "priority"
+    parameter_name = "priority"
+
+    def lookups(self, request, model_admin):
+        return [(str(p), str(p)) for p in range(PRIORITY_MIN, PRIORITY_MAX + 1)]
+
+    def queryset(self, request, queryset):
+        if self.value() in {str(p) for p in range(PRIORITY_MIN, PRIORITY_MAX + 1)}:
+            return queryset.filter(priority=int(self.value()))
+        return queryset
+
+
 @admin.register(CareNote)
 class CareNoteAdmin(TenantScopedAdmin):
     list_display = ["id", "created_at", "category", "priority", "patient", "facility", "author"]
     list_filter = [
         ("facility", ScopedRelatedFieldListFilter),
         "category",
-        "priority",
+        PriorityListFilter,
         # Plain gte/lt ranges; date_hierarchy would run a DISTINCT over the dates.
         ("created_at", admin.DateFieldListFilter),
         ("tenant", ScopedRelatedFieldListFilter),
     ]
-    # Exact matches: a join on a unique-ish value, not ILIKE over millions of rows.
+    # Exact matches only (see get_search_results), never ILIKE over millions of rows.
     search_fields = ["=patient__reference", "=author__username"]
     search_help_text = "Exact patient reference or author username."
     list_select_related = ["patient", "facility", "author"]
     autocomplete_fields = ["tenant", "facility", "patient", "author"]
     # Served by carenote_tenant_recent_idx / carenote_facility_recent_idx; other sorts
-    # would sort the whole tenant, so columns are not sortable.
+    # would sort the whole tenant, so columns are not sortable. See get_ordering.
     ordering = ["-created_at", "-id"]
     sortable_by = ()
     list_per_page = NOTE_LIST_PER_PAGE
@@ -56,6 +78,28 @@ class CareNoteAdmin(TenantScopedAdmin):
 
     def get_changelist(self, request, **kwargs):
         return BoundedChangeList
+
+    def get_ordering(self, request):
+        # Every created_at index leads with tenant_id: across all tenants (a superuser's
+        # unfiltered list) only the primary key is ordered, so show newest-recorded first.
+        if admin_tenant_ids(request.user) is None and not request.GET.get(TENANT_FILTER_PARAM):
+            return ["-pk"]
+        return self.ordering
+
+    def get_search_results(self, request, queryset, search_term):
+        # Resolve the term to (tenant, patient) and (tenant, author) pairs first, so the
+        # indexes that lead with tenant_id can serve the note lookup.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        patients = Patient.objects.filter(reference=term)
+        author_tenants = Membership.objects.filter(user__username=term)
+        by_patient = Q(tenant_id__in=patients.values("tenant_id"), patient__in=patients)
+        by_author = Q(
+            tenant_id__in=author_tenants.values("tenant_id"),
+            author_id__in=author_tenants.values("user_id"),
+        )
+        return queryset.filter(by_patient | by_author), False
 
     def _invalidate_stats(self, note: CareNote) -> None:
         note_stats_invalidate_on_commit(
