@@ -8,6 +8,9 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
 
+# Deeper pages are not browsed; bigger numbers would overflow PostgreSQL's bigint OFFSET.
+PAGE_NUMBER_MAX = 1_000_000
+
 
 def queryset_row_estimate(queryset) -> int:
     """Return the planner's row estimate for ``queryset`` (one EXPLAIN, no rows read)."""
@@ -39,7 +42,7 @@ class EstimatedCountPaginator(Paginator):
             number = int(number)
         except (TypeError, ValueError):
             number = 1
-        return max(number, 1)
+        return min(max(number, 1), PAGE_NUMBER_MAX)
 
     def page(self, number):
         number = self.validate_number(number)

@@ -10,7 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from carenotes.admin import NOTE_LIST_MAX_SHOW_ALL, NOTE_LIST_PER_PAGE
-from carenotes.admin_paging import EstimatedCountPaginator
+from carenotes.admin_paging import PAGE_NUMBER_MAX, EstimatedCountPaginator
 from carenotes.models import CareNote
 from carenotes.tests.factories import CareNoteFactory, PatientFactory
 from stats.services import care_stats_version_key
@@ -150,6 +150,14 @@ def test_pages_past_the_estimate_are_empty_not_errors(patient):
     paginator = EstimatedCountPaginator(CareNote.objects.filter(pk__in=[]), NOTE_LIST_PER_PAGE)
     assert paginator.count == 0
     assert list(paginator.page(3).object_list) == []
+
+
+@pytest.mark.parametrize("page", ["0", "-4", "abc", "9" * 30])
+def test_odd_page_numbers_do_not_break_the_changelist(staff_client, patient, page):
+    _add_notes(patient, SMALL)
+    response = staff_client.get(CHANGELIST, {"p": page})
+    assert response.status_code in {200, 302}
+    assert PAGE_NUMBER_MAX * NOTE_LIST_PER_PAGE < 2**63
 
 
 def test_search_by_patient_reference_or_author(staff_client, patient):
