@@ -32,6 +32,11 @@ def _create(patient, **overrides):
     return note_create(**fields)
 
 
+def _version_key(patient, created_at) -> str:
+    day = note_local_day(created_at=created_at, timezone_name=patient.tenant.timezone)
+    return care_stats_version_key(tenant_id=patient.tenant_id, day=day)
+
+
 def test_note_create_accepts_a_tenant_row():
     patient = PatientFactory()
     note = _create(patient)
@@ -48,10 +53,7 @@ def test_note_create_with_a_tenant_row_checks_the_facility():
 def test_stats_go_stale_only_after_commit(django_capture_on_commit_callbacks):
     patient = PatientFactory()
     created_at = timezone.now() - timedelta(hours=2)
-    key = care_stats_version_key(
-        tenant_id=patient.tenant_id,
-        day=note_local_day(created_at=created_at, timezone_name=patient.tenant.timezone),
-    )
+    key = _version_key(patient, created_at)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         _create(patient, created_at=created_at)
     assert cache.get(key) is None  # not yet committed: nothing invalidated
@@ -63,10 +65,7 @@ def test_stats_go_stale_only_after_commit(django_capture_on_commit_callbacks):
 def test_a_rolled_back_note_invalidates_nothing(django_capture_on_commit_callbacks):
     patient = PatientFactory()
     created_at = timezone.now() - timedelta(hours=2)
-    key = care_stats_version_key(
-        tenant_id=patient.tenant_id,
-        day=note_local_day(created_at=created_at, timezone_name=patient.tenant.timezone),
-    )
+    key = _version_key(patient, created_at)
     with (
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(RuntimeError),
