@@ -53,3 +53,9 @@ stop:
 
 clean: stop
 	rm -rf .data reports
+
+# Times the CareNote admin changelist on the configured database (tools/bench_admin.py;
+# add synthetic notes first with BENCH_ADMIN_ARGS="--load 1000000", dev databases only).
+.PHONY: bench-admin
+bench-admin: install
+	$(DEVENV) $(BIN)/python tools/bench_admin.py $(BENCH_ADMIN_ARGS)

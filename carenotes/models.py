@@ -1,6 +1,7 @@
 """The care-note domain: patients (residents) and the notes carers write about them."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from tenants.models import Facility, Tenant
@@ -8,6 +9,7 @@ from tenants.models import Facility, Tenant
 PRIORITY_MIN = 1
 PRIORITY_MAX = 5
 STATS_INDEX_NAME = "carenote_stats_covering_idx"
+FACILITY_INDEX_NAME = "carenote_facility_recent_idx"
 
 
 class Category(models.TextChoices):
@@ -47,6 +49,11 @@ class Patient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reference} {self.display_name}"
+
+    def clean(self) -> None:
+        """Refuse a facility of another tenant (the composite foreign key would too, as a 500)."""
+        if self.tenant_id and self.facility_id and self.facility.tenant_id != self.tenant_id:
+            raise ValidationError({"facility": "This facility belongs to another tenant."})
 
 
 class CareNote(models.Model):
@@ -111,7 +118,25 @@ class CareNote(models.Model):
             models.Index(
                 fields=["tenant", "author", "-created_at"], name="carenote_author_recent_idx"
             ),
+            # Note lists and the admin changelist filtered by facility, newest first.
+            models.Index(
+                fields=["tenant", "facility", "-created_at", "-id"],
+                name=FACILITY_INDEX_NAME,
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.category} note {self.pk}"
+
+    def clean(self) -> None:
+        """Refuse a facility or patient of another tenant, or a patient of another facility."""
+        errors = {}
+        if self.tenant_id and self.facility_id and self.facility.tenant_id != self.tenant_id:
+            errors["facility"] = "This facility belongs to another tenant."
+        if self.tenant_id and self.patient_id:
+            if self.patient.tenant_id != self.tenant_id:
+                errors["patient"] = "This patient belongs to another tenant."
+            elif self.facility_id and self.patient.facility_id != self.facility_id:
+                errors["patient"] = "This patient does not live in that facility."
+        if errors:
+            raise ValidationError(errors)

@@ -232,3 +232,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
 }
+
+# --- Care notes -----------------------------------------------------------------------------
+# How far back a carer may date a note (care recorded after the fact, e.g. after a night shift).
+NOTE_BACKDATE_DAYS = env_int("NOTE_BACKDATE_DAYS", 7)

@@ -1,33 +1,68 @@
-"""Django admin for tenants, facilities, memberships and API tokens."""
+"""Django admin for tenants, facilities, memberships, API tokens and users, tenant-scoped.
+
+Tenant admins (staff through an ``admin`` membership) see only their tenants' rows; they may
+edit their tenants and facilities, and grant or revoke memberships of their tenants (any
+role, including ``admin``) to users who already belong to one of their tenants. Users are
+read-only for them; creating users and API tokens is for superusers.
+"""
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 
+from tenants.admin_scoping import ScopedRelatedFieldListFilter, TenantScopedAdmin, admin_tenant_ids
 from tenants.models import ApiToken, Facility, Membership, Tenant
+from tenants.services import membership_grant, membership_revoke
+
+User = get_user_model()
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(TenantScopedAdmin):
+    tenant_lookup = "id"
     list_display = ["id", "name", "slug", "timezone", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
+    ordering = ["name"]
+
+    def tenant_ids_of(self, obj) -> set[int]:
+        return {obj.pk}
 
 
 @admin.register(Facility)
-class FacilityAdmin(admin.ModelAdmin):
+class FacilityAdmin(TenantScopedAdmin):
     list_display = ["id", "name", "tenant"]
-    list_filter = ["tenant"]
+    list_filter = [("tenant", ScopedRelatedFieldListFilter)]
     list_select_related = ["tenant"]
     search_fields = ["name"]
     autocomplete_fields = ["tenant"]
+    ordering = ["tenant_id", "name"]
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(TenantScopedAdmin):
     list_display = ["id", "user", "tenant", "role", "created_at"]
-    list_filter = ["role", "tenant"]
+    list_filter = ["role", ("tenant", ScopedRelatedFieldListFilter)]
     list_select_related = ["user", "tenant"]
     search_fields = ["user__username"]
     autocomplete_fields = ["user", "tenant"]
+    ordering = ["tenant_id", "user_id"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a membership to another user or tenant is a revoke plus a grant.
+        return ["user", "tenant"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        # Through the service, so that granting admin makes the user staff (and back).
+        saved = membership_grant(user=obj.user, tenant=obj.tenant, role=obj.role)
+        obj.pk, obj.created_at = saved.pk, saved.created_at
+
+    def delete_model(self, request, obj):
+        membership_revoke(user=obj.user, tenant=obj.tenant)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("user", "tenant"):
+            membership_revoke(user=membership.user, tenant=membership.tenant)
 
 
 @admin.register(ApiToken)
@@ -37,3 +72,22 @@ class ApiTokenAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "key_prefix", "name"]
     readonly_fields = ["key_prefix", "key_digest", "created_at"]
     autocomplete_fields = ["user"]
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class ScopedUserAdmin(TenantScopedAdmin, UserAdmin):
+    """Users; a tenant admin sees (read-only) the users who belong to one of their tenants."""
+
+    def scope_queryset(self, request, queryset):
+        tenant_ids = admin_tenant_ids(request.user)
+        if tenant_ids is None:
+            return queryset
+        # A subquery, not a join: a user in two of the tenants must not appear twice.
+        members = Membership.objects.filter(tenant_id__in=tenant_ids).values("user_id")
+        return queryset.filter(pk__in=members)
+
+    def tenant_ids_of(self, obj) -> set[int]:
+        return set(obj.memberships.values_list("tenant_id", flat=True))

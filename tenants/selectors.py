@@ -5,7 +5,7 @@ import hashlib
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 
 from tenants.cache import cache_get, cache_set
 from tenants.models import ApiToken, Facility, Membership, Tenant
@@ -119,3 +119,15 @@ def tenant_list_for_user(*, user) -> QuerySet[Tenant]:
     if user.is_superuser:
         return Tenant.objects.all()
     return Tenant.objects.filter(memberships__user_id=user.pk)
+
+
+def tenant_get_for_member(*, principal: Principal, tenant_id: int) -> TenantInfo:
+    """Return the tenant if the caller is a member (any role); for writes made as a member.
+
+    Non-members get the same 404 as ``tenant_get_for_principal``; a superuser who may read
+    the tenant but is not a member gets 403, since care records need a member as author.
+    """
+    info = tenant_get_for_principal(principal=principal, tenant_id=tenant_id)
+    if principal.role_in(tenant_id) is None:
+        raise PermissionDenied("Only members of the tenant may do this.")
+    return info

@@ -3,11 +3,12 @@
 import secrets
 from datetime import datetime
 
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils import timezone
 
 from tenants.cache import cache_delete_many
-from tenants.models import ApiToken, Facility, Membership, Tenant
+from tenants.models import ApiToken, Facility, Membership, Role, Tenant
 from tenants.selectors import (
     principal_token_cache_key,
     principal_user_cache_key,
@@ -17,6 +18,27 @@ from tenants.selectors import (
 
 API_KEY_BYTES = 20  # 40 hex characters, the shape clients know from DRF tokens
 API_KEY_PREFIX_LENGTH = 8
+# Created with its permissions by migration tenants/0002_tenant_admin_group.
+TENANT_ADMIN_GROUP = "Tenant admin"
+# What a tenant admin may do in the Django admin (always inside their own tenants).
+TENANT_ADMIN_PERMISSIONS = (
+    "auth.view_user",
+    "tenants.view_tenant",
+    "tenants.change_tenant",
+    "tenants.view_facility",
+    "tenants.add_facility",
+    "tenants.change_facility",
+    "tenants.view_membership",
+    "tenants.add_membership",
+    "tenants.change_membership",
+    "tenants.delete_membership",
+    "carenotes.view_patient",
+    "carenotes.add_patient",
+    "carenotes.change_patient",
+    "carenotes.view_carenote",
+    "carenotes.add_carenote",
+    "carenotes.change_carenote",
+)
 
 
 def principal_cache_invalidate(*, user_id: int) -> None:
@@ -45,17 +67,64 @@ def facility_create(*, tenant: Tenant, name: str) -> Facility:
     return Facility.objects.create(tenant=tenant, name=name)
 
 
+def tenant_admin_group_get() -> Group:
+    """Return the tenant-admin group, recreating it with its permissions if it was deleted.
+
+    Migration tenants/0002 creates it; a flushed database (transactional tests) or a
+    superuser's slip in the admin must not leave new tenant admins without permissions.
+    """
+    group, created = Group.objects.get_or_create(name=TENANT_ADMIN_GROUP)
+    if created:
+        for dotted in TENANT_ADMIN_PERMISSIONS:
+            app_label, codename = dotted.split(".")
+            group.permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+    return group
+
+
+def admin_access_sync(*, user) -> None:
+    """Make ``user`` staff in the tenant-admin group iff they administer at least one tenant.
+
+    Staff status given for other reasons (no group membership) is left alone; superusers
+    keep staff status.
+    """
+    group = tenant_admin_group_get()
+    administers = Membership.objects.filter(user_id=user.pk, role=Role.ADMIN).exists()
+    in_group = user.groups.filter(pk=group.pk).exists()
+    if administers and not in_group:
+        user.groups.add(group)
+    elif not administers and in_group:
+        user.groups.remove(group)
+    staff = user.is_staff
+    if administers:
+        staff = True
+    elif in_group and not user.is_superuser:
+        staff = False
+    if staff != user.is_staff:
+        user.is_staff = staff
+        user.save(update_fields=["is_staff"])
+
+
+@transaction.atomic
 def membership_grant(*, user, tenant: Tenant, role: str) -> Membership:
-    """Give ``user`` ``role`` in ``tenant`` (updating an existing membership)."""
+    """Give ``user`` ``role`` in ``tenant`` (updating an existing membership).
+
+    Granting ``admin`` gives access to the tenant-scoped Django admin; see
+    ``admin_access_sync``.
+    """
     membership, _ = Membership.objects.update_or_create(
         user=user, tenant=tenant, defaults={"role": role}
     )
+    admin_access_sync(user=user)
     return membership
 
 
+@transaction.atomic
 def membership_revoke(*, user, tenant: Tenant) -> None:
-    """Remove ``user`` from ``tenant``; cached principals are dropped by the model signal."""
+    """Remove ``user`` from ``tenant``; revoking the last admin membership removes staff."""
     Membership.objects.filter(user=user, tenant=tenant).delete()
+    admin_access_sync(user=user)
 
 
 def api_token_create(

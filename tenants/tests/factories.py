@@ -4,6 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from tenants.models import Facility, Membership, Role, Tenant
+from tenants.services import membership_grant
 
 
 class TenantFactory(factory.django.DjangoModelFactory):
@@ -44,3 +45,11 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     tenant = factory.SubFactory(TenantFactory)
     role = Role.CARER
+
+
+def tenant_admin_create(*, tenant: Tenant, **user_fields):
+    """Return a new user who administers ``tenant`` (staff, via the membership service)."""
+    user = UserFactory(**user_fields)
+    membership_grant(user=user, tenant=tenant, role=Role.ADMIN)
+    user.refresh_from_db()
+    return user

@@ -1,0 +1,112 @@
+"""Scopes the Django admin to the tenants a staff user administers; superusers see everything.
+
+A tenant admin (a user with an ``admin`` membership, made staff by ``membership_grant``)
+sees and edits only rows of the tenants they administer: change lists, object pages,
+foreign-key choices, autocomplete results and related list filters all go through the
+scoped ``get_queryset`` of the related model's admin.
+"""
+
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.http import Http404
+
+from tenants.models import Membership, Role
+
+# Attribute on the request's user object: the scope is looked up once per request.
+_SCOPE_ATTR = "_admin_tenant_ids"
+
+
+def admin_tenant_ids(user) -> frozenset[int] | None:
+    """Return the ids of the tenants ``user`` administers, or None for a superuser (all)."""
+    if user.is_superuser:
+        return None
+    cached = getattr(user, _SCOPE_ATTR, None)
+    if cached is None:
+        cached = frozenset(
+            Membership.objects.filter(user_id=user.pk, role=Role.ADMIN).values_list(
+                "tenant_id", flat=True
+            )
+        )
+        setattr(user, _SCOPE_ATTR, cached)
+    return cached
+
+
+class TenantScopedAdmin(admin.ModelAdmin):
+    """ModelAdmin whose rows, object URLs and foreign-key choices stay inside the user's tenants.
+
+    ``tenant_lookup`` is the ORM path from the model to its tenant (``"tenant"`` for rows
+    carrying ``tenant_id``, ``"id"`` for ``Tenant`` itself).
+    """
+
+    tenant_lookup = "tenant"
+
+    def scope_queryset(self, request, queryset):
+        """Return ``queryset`` narrowed to the tenants the request's user administers."""
+        tenant_ids = admin_tenant_ids(request.user)
+        if tenant_ids is None:
+            return queryset
+        return queryset.filter(**{f"{self.tenant_lookup}__in": tenant_ids})
+
+    def tenant_ids_of(self, obj) -> set[int]:
+        """Return the tenant ids an object belongs to."""
+        return {getattr(obj, f"{self.tenant_lookup}_id")}
+
+    def in_scope(self, request, obj) -> bool:
+        """Return True when the request's user may see ``obj`` (None: the model in general)."""
+        tenant_ids = admin_tenant_ids(request.user)
+        return tenant_ids is None or obj is None or bool(self.tenant_ids_of(obj) & tenant_ids)
+
+    def get_queryset(self, request):
+        return self.scope_queryset(request, super().get_queryset(request))
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) and self.in_scope(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self.in_scope(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self.in_scope(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        related_admin = self.admin_site._registry.get(db_field.related_model)
+        if isinstance(related_admin, TenantScopedAdmin):
+            kwargs.setdefault("queryset", related_admin.get_queryset(request))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _object_or_404(self, request, object_id) -> None:
+        # Django would redirect to the index with "doesn't exist"; a crafted URL to another
+        # tenant's object gets a plain 404 instead, the same as a nonexistent id.
+        if self.get_object(request, unquote(object_id)) is None:
+            raise Http404("No such object.")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._object_or_404(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        self._object_or_404(request, object_id)
+        return super().delete_view(request, object_id, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._object_or_404(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+
+class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    """Related-object list filter offering only the objects the user's scope allows."""
+
+    def has_output(self) -> bool:
+        # Django drops a filter with fewer than two choices, and with it any value given in
+        # the URL; a tenant admin with one facility must still be able to filter by it.
+        return True
+
+    def field_choices(self, field, request, model_admin):
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        related_admin = model_admin.admin_site._registry.get(field.related_model)
+        if not isinstance(related_admin, TenantScopedAdmin):
+            return super().field_choices(field, request, model_admin)
+        allowed = related_admin.get_queryset(request).values("pk")
+        return field.get_choices(
+            include_blank=False, ordering=ordering, limit_choices_to={"pk__in": allowed}
+        )
