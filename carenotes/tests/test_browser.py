@@ -112,5 +112,4 @@ def test_tenant_admin_filters_notes_in_the_admin_and_swagger_ui_renders(
     operations = page.locator(".opblock-summary-path").all_inner_texts()
     assert "/api/notes/" in operations
     assert "/api/notes/{note_id}/" in operations
-    # STATS: once the stats endpoint is merged, uncomment:
-    # assert "/api/care-stats/" in operations
+    assert "/api/care-stats/" in operations

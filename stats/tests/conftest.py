@@ -16,18 +16,3 @@ def member_client(care_group, token_client):
     """An API client authenticated as a carer of the care group."""
     membership = MembershipFactory(tenant=care_group.tenant, role="carer")
     return token_client(membership.user)
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    """Factories set passwords; the production hasher's 1M PBKDF2 rounds dominate test time."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def plain_static_storage(settings):
-    """Render pages that link static files without the manifest collectstatic would write."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }

@@ -74,7 +74,7 @@ def test_schema_rejects_a_body_missing_a_documented_field(openapi, care_group, m
         )
 
 
-def test_swagger_ui_is_served_from_our_own_static_files(client, plain_static_storage):
+def test_swagger_ui_is_served_from_our_own_static_files(client):
     response = client.get(DOCS_URL)
 
     assert response.status_code == HTTPStatus.OK

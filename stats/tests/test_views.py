@@ -98,7 +98,7 @@ def test_a_bad_token_is_401(care_group, api_client):
     assert response.json() == {"detail": "Invalid, revoked or expired token."}
 
 
-def test_session_login_works_for_the_browsable_api(care_group, client, plain_static_storage):
+def test_session_login_works_for_the_browsable_api(care_group, client):
     user = MembershipFactory(tenant=care_group.tenant).user
     client.force_login(user)
     response = client.get(CARE_STATS_URL, stats_query(care_group), HTTP_ACCEPT="text/html")
