@@ -315,7 +315,6 @@ def seed_data_delete() -> list[int]:
     demo_users.delete()
     token_keys = [principal_token_cache_key(digest) for digest in digests]
     transaction.on_commit(lambda: cache_delete_many(token_keys))
-    _sequences_restart_if_empty()
     return tenant_ids
 
 
@@ -369,7 +368,7 @@ def _local_today(timezone_name: str) -> date:
 def _staff_roles(staff: int) -> list[tuple[str, str]]:
     """Return (role, username suffix) for each staff member of a tenant."""
     carers = staff - 2
-    width = len(str(carers))
+    width = max(2, len(str(carers)))
     roles = [(Role.ADMIN.value, "admin"), (Role.MANAGER.value, "manager")]
     return roles + [(Role.CARER.value, f"carer{n:0{width}d}") for n in range(1, carers + 1)]
 
@@ -677,8 +676,7 @@ def seed_notes_run(
 
 
 def _prepare(*, config: SeedConfig, mode: str) -> list[int]:
-    if mode == "reset":
-        return seed_data_delete()
+    deleted = seed_data_delete() if mode == "reset" else []
     if mode == "refuse" and database_has_data():
         raise SeedRefusedError(
             "The database already holds tenants, patients or care notes. Pass --reset to "
@@ -689,7 +687,8 @@ def _prepare(*, config: SeedConfig, mode: str) -> list[int]:
             f"Data for --seed {config.seed} is already loaded; --append needs another --seed "
             f"(or use --reset)."
         )
-    return []
+    _sequences_restart_if_empty()
+    return deleted
 
 
 def _notes_load(
