@@ -75,16 +75,18 @@ def psql_binary() -> str:
     raise SystemExit("psql not found: install postgresql-client or set PSQL=/path/to/psql")
 
 
-def psql(command: str) -> float:
-    """Run one psql command against DATABASE_URL; return its wall time in seconds."""
+def psql(script: str) -> list[float]:
+    """Run a psql script in one transaction; return each command's time in seconds, in order."""
     env = dict(os.environ, PGOPTIONS=f"-c maintenance_work_mem={seeding.MAINTENANCE_WORK_MEM}")
-    started = time.perf_counter()
-    subprocess.run(
-        [psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", settings.DATABASE_URL, "-c", command],
+    completed = subprocess.run(
+        [psql_binary(), "-X", "-q", "-v", "ON_ERROR_STOP=1", settings.DATABASE_URL],
+        input=f"\\timing on\nBEGIN;\n{script}\nCOMMIT;\n",
+        capture_output=True,
         check=True,
         env=env,
+        text=True,
     )
-    return time.perf_counter() - started
+    return [float(ms) / 1000 for ms in re.findall(r"^Time: ([0-9.]+) ms", completed.stdout, re.M)]
 
 
 def execute(*statements: str) -> float:
@@ -141,16 +143,22 @@ def scratch_statements() -> tuple[list[str], list[str]]:
 
 
 def copy_load(path: Path, *, indexes_first: bool) -> dict:
-    """Time \\copy of the exported rows into the scratch table; return its phases and total."""
+    """Time \\copy of the exported rows into the scratch table; return its phases and total.
+
+    Like seed_notes, the load and the index builds run in one transaction (so neither side
+    pays for setting hint bits on rows another transaction wrote).
+    """
     create, secondary = scratch_statements()
     execute(*create)
     if indexes_first:
         execute(*secondary)
-    timings = {"copy": psql(f"\\copy {SCRATCH_TABLE} ({NOTE_EXPORT_COLUMNS}) FROM '{path}'")}
-    if not indexes_first:
-        execute(f"SET maintenance_work_mem = '{seeding.MAINTENANCE_WORK_MEM}'")
-        timings["indexes"] = execute(*secondary)
-        execute("RESET maintenance_work_mem")
+    copy = f"\\copy {SCRATCH_TABLE} ({NOTE_EXPORT_COLUMNS}) FROM '{path}'\n"
+    builds = "" if indexes_first else "".join(f"{statement};\n" for statement in secondary)
+    started = time.perf_counter()
+    times = psql(copy + builds)[1:-1]  # without BEGIN and COMMIT
+    timings = {"copy": times[0], "indexes": sum(times[1:])}
+    # The rest of the psql run: process start, connection, BEGIN, COMMIT.
+    timings["psql"] = time.perf_counter() - started - sum(times)
     timings["vacuum"] = execute(f"VACUUM (ANALYZE) {SCRATCH_TABLE}")
     timings["total"] = sum(timings.values())
     execute(f"DROP TABLE {SCRATCH_TABLE}")

@@ -286,11 +286,6 @@ def database_has_data() -> bool:
     return Tenant.objects.exists() or Patient.objects.exists() or CareNote.objects.exists()
 
 
-def database_has_notes() -> bool:
-    """Return True when at least one care note exists."""
-    return CareNote.objects.exists()
-
-
 # --- reset -----------------------------------------------------------------------------------
 
 

@@ -297,11 +297,11 @@ def test_append_adds_a_data_set_and_refuses_a_loaded_seed(tmp_path):
     assert CareNote.objects.count() == 2 * SMALL["notes"]
 
 
-def test_if_empty_seeds_an_empty_database_and_skips_one_with_notes(tmp_path):
+def test_if_empty_seeds_an_empty_database_and_skips_one_with_data(tmp_path):
     output = _call(*_small_args(), if_empty=True, credentials=tmp_path / "c.json", quiet=True)
     assert f"Seeded {SMALL['notes']:,} notes" in output
     output = _call(*_small_args(seed=12), if_empty=True, credentials=tmp_path / "d.json")
-    assert output == "Care notes already present; not seeding.\n"
+    assert output == "The database already holds data; not seeding.\n"
     assert not (tmp_path / "d.json").exists()
     assert CareNote.objects.count() == SMALL["notes"]
 
@@ -436,10 +436,12 @@ def test_demo_credentials_without_a_file_says_how_to_create_one(tmp_path):
     assert "seed_notes --reset" in stdout.getvalue()
 
 
-def test_existing_hand_made_tenant_blocks_a_plain_seed():
+def test_existing_hand_made_tenant_blocks_a_plain_seed_and_if_empty_skips(tmp_path):
     TenantFactory()
     with pytest.raises(seeding.SeedRefusedError):
         _seed()
+    output = _call(*_small_args(), if_empty=True, credentials=tmp_path / "c.json")
+    assert output == "The database already holds data; not seeding.\n"
     assert CareNote.objects.count() == 0
 
 

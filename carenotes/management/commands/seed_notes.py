@@ -81,7 +81,7 @@ class Command(BaseCommand):
         mode.add_argument(
             "--if-empty",
             action="store_true",
-            help="do nothing (exit 0) when the database already holds care notes",
+            help="do nothing (exit 0) when the database already holds tenants, patients or notes",
         )
         parser.add_argument(
             "--credentials",
@@ -101,8 +101,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        if options["if_empty"] and seeding.database_has_notes():
-            self.stdout.write("Care notes already present; not seeding.")
+        if options["if_empty"] and seeding.database_has_data():
+            self.stdout.write("The database already holds data; not seeding.")
             return
         try:
             config = seeding.seed_config_build(
