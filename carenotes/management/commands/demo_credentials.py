@@ -1,11 +1,11 @@
 """`manage.py demo_credentials`: print the demo users written by seed_notes and a curl line."""
 
 import json
-from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from carenotes import seeding
+from carenotes.management.options import add_credentials_option
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
@@ -17,12 +17,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--credentials",
-            type=Path,
-            default=seeding.DEFAULT_CREDENTIALS_PATH,
-            help="the JSON written by seed_notes (default: .data/demo-credentials.json)",
-        )
+        add_credentials_option(parser, help_text="the JSON written by seed_notes")
         parser.add_argument(
             "--base-url", default=DEFAULT_BASE_URL, help="where the API is served (for curl)"
         )

@@ -6,9 +6,37 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from carenotes import seeding
+from carenotes.management.options import add_credentials_option
 
 PROGRESS_MIN_INTERVAL = 0.2  # seconds between progress bar redraws
 PROGRESS_BAR_WIDTH = 30
+# (option, default, help) of the integer options; their values go to seed_config_build.
+COUNT_OPTIONS = (
+    ("--notes", seeding.DEFAULT_NOTES, "care notes to generate"),
+    ("--tenants", seeding.DEFAULT_TENANTS, "tenants (notes split 10/15/25/20/30 %%, cycled)"),
+    (
+        "--facilities-per-tenant",
+        seeding.DEFAULT_FACILITIES_PER_TENANT,
+        "facilities (care homes) per tenant",
+    ),
+    (
+        "--patients-per-facility",
+        seeding.DEFAULT_PATIENTS_PER_FACILITY,
+        "patients (residents) per facility",
+    ),
+    (
+        "--staff-per-tenant",
+        seeding.DEFAULT_STAFF_PER_TENANT,
+        "members per tenant: one admin, one manager, the rest carers (at least 3)",
+    ),
+    ("--days", seeding.DEFAULT_DAYS, "local days the notes are spread over, ending at --end-date"),
+)
+CONFIG_OPTIONS = (
+    *(option[2:].replace("-", "_") for option, _, _ in COUNT_OPTIONS),
+    "end_date",
+    "timezones",
+    "seed",
+)
 
 
 class Command(BaseCommand):
@@ -19,39 +47,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--notes", type=int, default=seeding.DEFAULT_NOTES, help="care notes to generate"
-        )
-        parser.add_argument(
-            "--tenants",
-            type=int,
-            default=seeding.DEFAULT_TENANTS,
-            help="tenants (notes split 10/15/25/20/30 %%, cycled)",
-        )
-        parser.add_argument(
-            "--facilities-per-tenant",
-            type=int,
-            default=seeding.DEFAULT_FACILITIES_PER_TENANT,
-            help="facilities (care homes) per tenant",
-        )
-        parser.add_argument(
-            "--patients-per-facility",
-            type=int,
-            default=seeding.DEFAULT_PATIENTS_PER_FACILITY,
-            help="patients (residents) per facility",
-        )
-        parser.add_argument(
-            "--staff-per-tenant",
-            type=int,
-            default=seeding.DEFAULT_STAFF_PER_TENANT,
-            help="members per tenant: one admin, one manager, the rest carers (at least 3)",
-        )
-        parser.add_argument(
-            "--days",
-            type=int,
-            default=seeding.DEFAULT_DAYS,
-            help="local days the notes are spread over, ending at --end-date",
-        )
+        for option, default, help_text in COUNT_OPTIONS:
+            parser.add_argument(option, type=int, default=default, help=help_text)
         parser.add_argument(
             "--end-date",
             default=None,
@@ -83,12 +80,7 @@ class Command(BaseCommand):
             action="store_true",
             help="do nothing (exit 0) when the database already holds tenants, patients or notes",
         )
-        parser.add_argument(
-            "--credentials",
-            type=Path,
-            default=seeding.DEFAULT_CREDENTIALS_PATH,
-            help="where to write the demo credentials JSON (default: .data/demo-credentials.json)",
-        )
+        add_credentials_option(parser, help_text="where to write the demo credentials JSON")
         parser.add_argument(
             "--index-strategy",
             choices=seeding.INDEX_STRATEGIES,
@@ -105,17 +97,7 @@ class Command(BaseCommand):
             self.stdout.write("The database already holds data; not seeding.")
             return
         try:
-            config = seeding.seed_config_build(
-                seed=options["seed"],
-                notes=options["notes"],
-                tenants=options["tenants"],
-                facilities_per_tenant=options["facilities_per_tenant"],
-                patients_per_facility=options["patients_per_facility"],
-                staff_per_tenant=options["staff_per_tenant"],
-                days=options["days"],
-                end_date=options["end_date"],
-                timezones=options["timezones"],
-            )
+            config = seeding.seed_config_build(**{name: options[name] for name in CONFIG_OPTIONS})
         except seeding.SeedArgumentError as exc:
             raise CommandError(str(exc)) from exc
         mode = "reset" if options["reset"] else "append" if options["append"] else "refuse"
