@@ -19,7 +19,7 @@ from django.db import connection
 
 from carenotes import seeding
 from carenotes.management.commands.seed_notes import ProgressBar
-from carenotes.models import CareNote, Category, Patient
+from carenotes.models import STATS_INDEX_NAME, CareNote, Category, Patient
 from carenotes.tests.factories import CareNoteFactory
 from stats.services import care_stats_generation_key
 from tenants.models import ApiToken, Facility, Membership, Role, Tenant
@@ -472,3 +472,24 @@ def test_reset_drops_cached_principals_of_deleted_tokens_after_commit(
         callback()
     # ...and the after-commit drop still makes the deleted token stop working.
     assert api_client.get("/api/me/").status_code == HTTPStatus.UNAUTHORIZED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_seeding_the_stats_query_is_an_index_only_scan_without_heap_fetches():
+    result = _seed()
+    tenant = Tenant.objects.get(pk=result.tenant_ids[0])
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # a tiny table would be read whole
+        cursor.execute(
+            """
+            EXPLAIN (ANALYZE, COSTS off)
+            SELECT facility_id, category, priority, count(patient_id) FROM carenotes_carenote
+            WHERE tenant_id = %s AND created_at >= %s AND created_at < %s
+            GROUP BY 1, 2, 3
+            """,
+            [tenant.pk, END_DATE, END_DATE + timedelta(days=1)],
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("RESET enable_seqscan")
+    assert f"Index Only Scan using {STATS_INDEX_NAME}" in plan, plan
+    assert "Heap Fetches: 0" in plan, plan
