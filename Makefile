@@ -32,6 +32,8 @@ run serve: export DJANGO_SECURE_COOKIES ?= 0
 run serve: export DJANGO_HSTS_SECONDS ?= 0
 run: migrate
 	$(MANAGE) collectstatic --noinput --verbosity 0
+	$(MANAGE) seed_notes --if-empty --quiet
+	$(MANAGE) demo_credentials --base-url http://$(HOST):$(PORT)
 	$(DEVENV) $(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) carenotes.wsgi
 
 test: export CACHE_KEY_PREFIX ?= test
@@ -59,3 +61,9 @@ clean: stop
 .PHONY: bench-admin
 bench-admin: install
 	$(DEVENV) $(BIN)/python tools/bench_admin.py $(BENCH_ADMIN_ARGS)
+# Seeding benchmark: seed_notes vs psql \copy of the same rows into an identical table,
+
+# plus an ORM bulk_create reference (see docs/PERFORMANCE.md). BENCH_SEED_ARGS=--help
+.PHONY: bench-seed
+bench-seed: migrate
+	$(DEVENV) $(BIN)/python bench/seed.py $(BENCH_SEED_ARGS)
