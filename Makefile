@@ -61,8 +61,8 @@ clean: stop
 .PHONY: bench-admin
 bench-admin: install
 	$(DEVENV) $(BIN)/python tools/bench_admin.py $(BENCH_ADMIN_ARGS)
-# Seeding benchmark: seed_notes vs psql \copy of the same rows into an identical table,
 
+# Seeding benchmark: seed_notes vs psql \copy of the same rows into an identical table,
 # plus an ORM bulk_create reference (see docs/PERFORMANCE.md). BENCH_SEED_ARGS=--help
 .PHONY: bench-seed
 bench-seed: migrate

@@ -9,7 +9,9 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from tenants.cache import cache_delete_many
 from tenants.models import ApiToken, Facility, Membership, Tenant
+from tenants.selectors import principal_token_cache_key
 from tenants.services import principal_cache_invalidate, tenant_info_cache_invalidate
 
 
@@ -24,6 +26,15 @@ def _after_commit_invalidate_principal(user_id: int) -> None:
 @receiver([post_save, post_delete], sender=ApiToken)
 def access_changed(sender, instance, **kwargs) -> None:
     _after_commit_invalidate_principal(instance.user_id)
+
+
+@receiver(post_delete, sender=ApiToken)
+def token_deleted(sender, instance, **kwargs) -> None:
+    # A deleted token is no longer found by principal_cache_invalidate's lookup of the
+    # user's tokens, so its own cache entry is dropped here, now and after commit.
+    keys = [principal_token_cache_key(instance.key_digest)]
+    cache_delete_many(keys)
+    transaction.on_commit(lambda: cache_delete_many(keys))
 
 
 @receiver([post_save, post_delete], sender=get_user_model())

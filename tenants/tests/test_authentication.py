@@ -108,3 +108,12 @@ def test_cached_principal_costs_no_database_query(api_client, django_assert_num_
     client.get(ME_URL)
     with django_assert_num_queries(0):
         assert client.get(ME_URL).status_code == HTTPStatus.OK
+
+
+def test_deleted_token_stops_working_even_when_cached(api_client):
+    user = UserFactory()
+    token, key = api_token_create(user=user)
+    client = _client_for(api_client, key)
+    assert client.get(ME_URL).status_code == HTTPStatus.OK  # now cached
+    token.delete()
+    assert client.get(ME_URL).status_code == HTTPStatus.UNAUTHORIZED
