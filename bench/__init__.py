@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (stats endpoint) and `make bench-seed` (bulk seeding)."""

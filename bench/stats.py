@@ -1,0 +1,268 @@
+"""make bench: the stats endpoint against the reference implementation and physical floors.
+
+For each data size it prepares a database (seeded once, reused while the row count
+matches), starts the production server (gunicorn with gunicorn.conf.py, as `make run`),
+and measures in one run: the challenge's four measurements (reference vs served), the
+floors (raw SQL, a trivial authenticated DRF endpoint, a bare Django JSON view), latency
+percentiles and throughput with wrk, and EXPLAIN (ANALYZE, BUFFERS). It writes the raw
+numbers to docs/benchmarks/, a chart, and the stats section of docs/PERFORMANCE.md.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from bench import report
+from bench.wrk import run_wrk, wrk_available
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT / ".data" / "bench"
+OUT_DIR = ROOT / "docs" / "benchmarks"
+BENCH_SEED = 42
+BENCH_PORT = int(os.environ.get("BENCH_PORT", "8400"))
+SERVER_START_TIMEOUT = 60.0
+LOAD_CONNECTIONS = 16
+LATENCY_CONNECTIONS = 1
+
+
+@dataclass(frozen=True)
+class Size:
+    """A data set: how many notes over how many tenants (same per-tenant-day density)."""
+
+    notes: int
+    tenants: int
+
+
+SIZES = {
+    "tiny": Size(notes=2_000, tenants=5),
+    "100k": Size(notes=100_000, tenants=5),
+    "1m": Size(notes=1_000_000, tenants=5),
+    "10m": Size(notes=10_000_000, tenants=500),
+}
+DEFAULT_SIZES = ("100k", "1m")
+
+
+def _say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def bench_database_url(base_url: str, name: str) -> str:
+    """Return ``base_url`` pointing at database ``name`` on the same server."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def ensure_database(base_url: str, name: str) -> None:
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def manage(*args: str, env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def note_count(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT count(*) FROM carenotes_carenote").fetchone()[0]
+
+
+def prepare(name: str, size: Size, base_env: dict[str, str]) -> tuple[dict[str, str], Path]:
+    """Migrate and (if needed) seed the size's database; return its env and credentials."""
+    database = f"carenotes_bench_{name}"
+    ensure_database(base_env["DATABASE_URL"], database)
+    env = {**base_env, "DATABASE_URL": bench_database_url(base_env["DATABASE_URL"], database)}
+    # Each size has its own cache namespace so sizes never read each other's answers.
+    env["CACHE_KEY_PREFIX"] = f"bench-{name}"
+    credentials = DATA_DIR / f"{name}-credentials.json"
+    manage("migrate", "--noinput", "--verbosity", "0", env=env)
+    if note_count(env["DATABASE_URL"]) != size.notes or not credentials.exists():
+        _say(f"seeding {size.notes:,} notes over {size.tenants} tenants into {database}")
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        manage(
+            "seed_notes",
+            "--reset",
+            "--quiet",
+            f"--notes={size.notes}",
+            f"--tenants={size.tenants}",
+            f"--seed={BENCH_SEED}",
+            f"--credentials={credentials}",
+            env=env,
+        )
+    return env, credentials
+
+
+@contextmanager
+def server(env: dict[str, str], *, stats_cache: bool):
+    """Run gunicorn with the production config on BENCH_PORT; yield its base URL."""
+    base_url = f"http://127.0.0.1:{BENCH_PORT}"
+    server_env = {
+        **env,
+        "STATS_CACHE_ENABLED": "1" if stats_cache else "0",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DJANGO_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{BENCH_PORT}",
+            "carenotes.wsgi",
+        ],
+        cwd=ROOT,
+        env=server_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            try:
+                urllib.request.urlopen(f"{base_url}/healthz", timeout=1).read()
+                break
+            except OSError as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start; run `make run` to see why") from exc
+                time.sleep(0.2)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def measure_in_process(env: dict[str, str], base_url: str, credentials: Path, repeat: int):
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.measure",
+            f"--base-url={base_url}",
+            f"--credentials={credentials}",
+            f"--repeat={repeat}",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(completed.stdout)
+
+
+def manager_token(credentials: Path, tenant_id: int) -> str:
+    creds = json.loads(credentials.read_text())
+    tenant = next(t for t in creds["tenants"] if t["tenant_id"] == tenant_id)
+    return next(u["token"] for u in tenant["users"] if u["role"] == "manager")
+
+
+def run_size(name: str, size: Size, *, base_env: dict, seconds: float, repeat: int) -> dict:
+    """Return every number for one data size."""
+    env, credentials = prepare(name, size, base_env)
+    result: dict = {"size": name, "notes": size.notes, "tenants": size.tenants}
+    with tempfile.TemporaryDirectory() as scratch, server(env, stats_cache=True) as base_url:
+        _say(f"{name}: in-process measurements")
+        result.update(measure_in_process(env, base_url, credentials, repeat))
+        busiest = result["busiest_tenant_day"]
+        auth = {"Authorization": f"Token {manager_token(credentials, busiest['tenant_id'])}"}
+        stats_url = (
+            f"{base_url}/api/care-stats/?tenant_id={busiest['tenant_id']}&date={busiest['date']}"
+        )
+        targets = {
+            "bare_django": (f"{base_url}/healthz", {}),
+            "drf_auth": (f"{base_url}/api/me/", auth),
+            "stats_cached": (stats_url, auth),
+        }
+        result["latency"], result["load"] = {}, {}
+        for label, (url, headers) in targets.items():
+            _say(f"{name}: wrk {label}")
+            for bucket, connections in (
+                ("latency", LATENCY_CONNECTIONS),
+                ("load", LOAD_CONNECTIONS),
+            ):
+                result[bucket][label] = run_wrk(
+                    url=url,
+                    connections=connections,
+                    seconds=seconds,
+                    headers=headers,
+                    script_dir=Path(scratch),
+                ).as_dict()
+    with tempfile.TemporaryDirectory() as scratch, server(env, stats_cache=False) as base_url:
+        _say(f"{name}: wrk stats_uncached")
+        stats_url = (
+            f"{base_url}/api/care-stats/?tenant_id={busiest['tenant_id']}&date={busiest['date']}"
+        )
+        for bucket, connections in (("latency", LATENCY_CONNECTIONS), ("load", LOAD_CONNECTIONS)):
+            result[bucket]["stats_uncached"] = run_wrk(
+                url=stats_url,
+                connections=connections,
+                seconds=seconds,
+                headers=auth,
+                script_dir=Path(scratch),
+            ).as_dict()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        default=",".join(DEFAULT_SIZES),
+        help=f"comma-separated data sizes from {sorted(SIZES)} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scale", choices=["10m"], help="also run 10M notes over 500 tenants (slow to seed)"
+    )
+    parser.add_argument("--seconds", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--repeat", type=int, default=15, help="samples per in-process timing")
+    parser.add_argument(
+        "--out", type=Path, default=OUT_DIR, help="folder for the JSON and the chart"
+    )
+    parser.add_argument(
+        "--performance-md",
+        type=Path,
+        default=ROOT / "docs" / "PERFORMANCE.md",
+        help="the document whose stats section is rewritten ('-' to skip)",
+    )
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in args.sizes.split(",") if name.strip()]
+    if args.scale:
+        names.append(args.scale)
+    unknown = [name for name in names if name not in SIZES]
+    if unknown:
+        parser.error(f"--sizes: unknown size(s) {unknown}; choose from {sorted(SIZES)}")
+    if not wrk_available():
+        parser.error("wrk is not installed: `apt-get install wrk` (Debian) or see README")
+    for variable in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY"):
+        if not os.environ.get(variable):
+            parser.error(f"{variable} is not set; run through `make bench`")
+
+    base_env = dict(os.environ)
+    started = time.monotonic()
+    sizes = [
+        run_size(name, SIZES[name], base_env=base_env, seconds=args.seconds, repeat=args.repeat)
+        for name in names
+    ]
+    run = report.build_run(sizes=sizes, seconds=round(time.monotonic() - started, 1))
+    print(report.table(run))
+    report.write_outputs(run, out_dir=args.out, performance_md=args.performance_md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

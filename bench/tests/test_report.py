@@ -1,0 +1,123 @@
+"""The benchmark's arithmetic: wrk parsing, targets, and the docs section it rewrites."""
+
+import pytest
+
+from bench import report
+from bench.wrk import parse_wrk_output
+
+
+def _timing(p50, rps=100.0):
+    return {
+        "p50_ms": p50,
+        "p95_ms": p50 * 2,
+        "p99_ms": p50 * 3,
+        "rps": rps,
+        "generator_cpu_share": 0.3,
+    }
+
+
+def _size(
+    name="1m",
+    *,
+    uncached=3.0,
+    drf=1.0,
+    sql=1.0,
+    cached_rps=600.0,
+    bare_rps=1000.0,
+    ref_ms=200.0,
+    served_ms=5.0,
+    hit_ms=1.0,
+    heap_fetches=0,
+    index_only=True,
+):
+    return {
+        "size": name,
+        "notes": 1_000_000,
+        "tenants": 5,
+        "busiest_tenant_day": {"tenant_id": 5, "date": "2026-11-20", "notes": 10_000},
+        "raw_sql_p50_ms": sql,
+        "statements": 2,
+        "challenge": {
+            "single": {"reference_ms": ref_ms, "served_ms": served_ms},
+            "filtered": {"reference_ms": ref_ms / 3, "served_ms": served_ms / 2},
+            "concurrent_20": {"reference_ms": ref_ms * 20, "served_ms": served_ms * 5},
+            "cache_hit": {"reference_ms": ref_ms, "served_ms": hit_ms},
+        },
+        "latency": {
+            "bare_django": _timing(0.5),
+            "drf_auth": _timing(drf),
+            "stats_cached": _timing(1.0),
+            "stats_uncached": _timing(uncached),
+        },
+        "load": {
+            "bare_django": _timing(1, bare_rps),
+            "drf_auth": _timing(1, 700),
+            "stats_cached": _timing(1, cached_rps),
+            "stats_uncached": _timing(1, 300),
+        },
+        "explain": {
+            "plan": "Index Only Scan ...",
+            "index_only": index_only,
+            "heap_fetches": heap_fetches,
+        },
+    }
+
+
+def _met(targets):
+    return {t["target"]: t["met"] for t in targets}
+
+
+def test_all_targets_met_when_the_numbers_are_inside_the_bounds():
+    targets = report.size_targets(_size())
+    assert all(t["met"] for t in targets), targets
+    assert len(targets) == 5  # 3 per size + 2 speed-ups at 1m
+
+
+@pytest.mark.parametrize(
+    ("override", "missed"),
+    [
+        ({"uncached": 3.01 * report.UNCACHED_FLOOR_FACTOR}, "uncached p50"),
+        ({"cached_rps": 499.0}, "cached req/s"),
+        ({"heap_fetches": 3}, "heap fetches"),
+        ({"index_only": False}, "heap fetches"),
+        ({"served_ms": 21.0}, "served uncached"),
+        ({"hit_ms": 2.1}, "served cached"),
+    ],
+)
+def test_each_target_misses_when_its_number_is_out_of_bounds(override, missed):
+    targets = report.size_targets(_size(**override))
+    failed = [name for name, met in _met(targets).items() if not met]
+    assert len(failed) == 1 and missed in failed[0], failed
+
+
+def test_scale_target_compares_10m_with_100k():
+    small = _size("100k", uncached=2.0)
+    big = _size("10m", uncached=2.0 * report.SCALE_LATENCY_FACTOR + 0.01)
+    [target] = report.scale_targets({"100k": small, "10m": big})
+    assert target["met"] is False
+    assert report.scale_targets({"100k": small}) == []
+
+
+def test_challenge_rows_report_improvement_percent_and_factor():
+    rows = report.challenge_rows(_size(ref_ms=200.0, served_ms=5.0))
+    assert rows[0] == ("single", 200.0, 5.0, 97.5, 40.0)
+
+
+def test_docs_section_is_replaced_between_markers_and_nothing_else():
+    document = (
+        "# Performance\n\n## Stats\n"
+        f"{report.SECTION_START}\nold\n{report.SECTION_END}\n\n## Seeding\nkeep me\n"
+    )
+    run = report.build_run(sizes=[_size()], seconds=12.0)
+    updated = report.replace_section(document, report.markdown(run, "stats.png"))
+    assert "old" not in updated
+    assert updated.startswith("# Performance\n\n## Stats\n")
+    assert updated.endswith("## Seeding\nkeep me\n")
+    assert "| single | 200.00 | 5.00 | 97.5 % | 40.0x |" in updated
+
+
+def test_wrk_summary_is_parsed_from_the_done_hook_line():
+    output = 'Running 1s test\nWRK_RESULT {"requests":10,"p50_us":1500}\n'
+    assert parse_wrk_output(output) == {"requests": 10, "p50_us": 1500}
+    with pytest.raises(RuntimeError):
+        parse_wrk_output("no summary here")
