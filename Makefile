@@ -62,6 +62,19 @@ clean: stop
 bench-admin: install
 	$(DEVENV) $(BIN)/python tools/bench_admin.py $(BENCH_ADMIN_ARGS)
 
+# Stats benchmark: reference vs served vs floors at 100K and 1M notes (BENCH_ARGS="--scale 10m"
+# adds 10M over 500 tenants; --help lists options). Writes docs/benchmarks/ and PERFORMANCE.md.
+.PHONY: bench
+bench: migrate wrk
+	$(DEVENV) $(BIN)/python -m bench.stats $(BENCH_ARGS)
+
+# wrk, the compiled load generator the benchmark uses (Debian package).
+.PHONY: wrk
+wrk:
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk \
+	  || (apt-get update -qq && apt-get install -y -qq wrk) \
+	  || { echo "make bench needs wrk: install the 'wrk' package"; exit 1; }
+
 # Seeding benchmark: seed_notes vs psql \copy of the same rows into an identical table,
 # plus an ORM bulk_create reference (see docs/PERFORMANCE.md). BENCH_SEED_ARGS=--help
 .PHONY: bench-seed

@@ -28,9 +28,9 @@ django.setup()
 import psycopg  # noqa: E402
 from django.db import close_old_connections, connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
+
 from stats.reference import care_stats_reference  # noqa: E402
 from stats.selectors import care_stats_get  # noqa: E402
-
 from stats.services import care_stats_invalidate_tenant  # noqa: E402
 from tenants.selectors import tenant_info_get  # noqa: E402
 
