@@ -1,14 +1,56 @@
-"""gunicorn configuration for carenotes (used by `make run`, docker compose and production)."""
+"""gunicorn configuration for carenotes (used by `make run`, `make load`, docker compose).
+
+Every setting is read from a ``GUNICORN_*`` environment variable; the defaults are what
+measurement on a 2-core machine chose (docs/PERFORMANCE.md, "Serving and load").
+"""
 
 import multiprocessing
 import os
 
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value else default
+
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+# The API is CPU-bound Python with short waits on Redis/PostgreSQL; see PERFORMANCE.md for
+# the sync/gthread and worker-count measurements behind these defaults.
+workers = _env_int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "2000"))
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+threads = _env_int("GUNICORN_THREADS", 1)
+backlog = _env_int("GUNICORN_BACKLOG", 2048)
+
+# A request slower than this is stuck (stats are served from Redis in milliseconds).
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
+# Longer than a proxy's idle keep-alive would let the proxy close first; only matters to
+# gthread (sync workers close after each response).
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+
+# Recycle workers to bound slow leaks; jitter keeps them from restarting all at once.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
+
+# "-" is stderr; an empty GUNICORN_ACCESSLOG turns the access log off (the application's
+# JSON request line, carenotes.observability, carries the same facts plus tenant and user).
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
+access_log_format = os.environ.get(
+    "GUNICORN_ACCESS_LOG_FORMAT",
+    '%(h)s "%(r)s" %(s)s %(b)sB %(M)sms request_id=%({x-request-id}o)s',
+)
+errorlog = os.environ.get("GUNICORN_ERRORLOG", "-")
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+# The application is loaded in each worker, never in the master (no preload_app), so no
+# PostgreSQL connection, psycopg pool thread or Redis socket exists before the fork.
+
+
+def post_fork(server, worker):
+    """Close any database connection inherited from the master so workers never share one."""
+    from django.conf import settings
+
+    if settings.configured:
+        from django.db import connections
+
+        connections.close_all()
