@@ -16,8 +16,10 @@ def _env_int(name: str, default: int) -> int:
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # The API is CPU-bound Python with short waits on Redis/PostgreSQL; see PERFORMANCE.md for
 # the sync/gthread and worker-count measurements behind these defaults.
-workers = _env_int("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1)
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+DEFAULT_WORKER_CLASS = "sync"
+DEFAULT_WORKERS = multiprocessing.cpu_count() * 2 + 1
+workers = _env_int("GUNICORN_WORKERS", DEFAULT_WORKERS)
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", DEFAULT_WORKER_CLASS)
 threads = _env_int("GUNICORN_THREADS", 1)
 backlog = _env_int("GUNICORN_BACKLOG", 2048)
 
