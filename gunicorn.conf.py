@@ -4,7 +4,6 @@ Every setting is read from a ``GUNICORN_*`` environment variable; the defaults a
 measurement on a 2-core machine chose (docs/PERFORMANCE.md, "Serving and load").
 """
 
-import multiprocessing
 import os
 
 
@@ -14,20 +13,24 @@ def _env_int(name: str, default: int) -> int:
 
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# The API is CPU-bound Python with short waits on Redis/PostgreSQL; see PERFORMANCE.md for
-# the sync/gthread and worker-count measurements behind these defaults.
-DEFAULT_WORKER_CLASS = "sync"
-DEFAULT_WORKERS = multiprocessing.cpu_count() * 2 + 1
+# Measured on 2 cores (docs/PERFORMANCE.md): gthread keeps client connections alive, which
+# spares a TCP handshake per request on both ends; one process per core plus one overlaps the
+# short waits on Redis/PostgreSQL; 4 threads absorb bursts. More processes only add
+# scheduling and memory on a CPU-bound Python app.
+DEFAULT_WORKER_CLASS = "gthread"
+# CPUs this process may run on (respects a container's cpuset, unlike cpu_count()).
+DEFAULT_WORKERS = len(os.sched_getaffinity(0)) + 1
+DEFAULT_THREADS = 4
 workers = _env_int("GUNICORN_WORKERS", DEFAULT_WORKERS)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", DEFAULT_WORKER_CLASS)
-threads = _env_int("GUNICORN_THREADS", 1)
+# Each thread holds its own persistent PostgreSQL connection: workers x threads in all.
+threads = _env_int("GUNICORN_THREADS", DEFAULT_THREADS)
 backlog = _env_int("GUNICORN_BACKLOG", 2048)
 
 # A request slower than this is stuck (stats are served from Redis in milliseconds).
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
-# Longer than a proxy's idle keep-alive would let the proxy close first; only matters to
-# gthread (sync workers close after each response).
+# Seconds an idle keep-alive connection stays open (gthread; sync closes after each response).
 keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 
 # Recycle workers to bound slow leaks; jitter keeps them from restarting all at once.
@@ -43,6 +46,11 @@ access_log_format = os.environ.get(
 )
 errorlog = os.environ.get("GUNICORN_ERRORLOG", "-")
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+# gunicorn 27's control socket defaults to one path per user: several servers on a machine
+# (make load, tests, other checkouts) would fight over it. On only when a path is given.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
 
 # The application is loaded in each worker, never in the master (no preload_app), so no
 # PostgreSQL connection, psycopg pool thread or Redis socket exists before the fork.

@@ -35,12 +35,14 @@ def test_defaults_are_the_measured_choice(monkeypatch):
     assert (config["worker_class"], config["workers"], config["threads"]) == (
         config["DEFAULT_WORKER_CLASS"],
         config["DEFAULT_WORKERS"],
-        1,
+        config["DEFAULT_THREADS"],
     )
+    assert (config["worker_class"], config["threads"]) == ("gthread", 4)
     assert config["max_requests"] > 0
     assert 0 < config["max_requests_jitter"] < config["max_requests"]
     assert config["accesslog"] == "-"
     assert "%(M)s" in config["access_log_format"]
+    assert config["control_socket_disable"] is True
 
 
 def test_every_setting_follows_its_environment_variable(monkeypatch):
