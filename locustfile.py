@@ -87,35 +87,33 @@ class MemberUser(FastHttpUser):
         self.member = member_pick(MEMBERS, roles=self.roles, rng=self.rng)
         self.headers = {"Authorization": f"Token {self.member.token}"}
 
-    def read_stats(self) -> None:
+
+class StatsReaderUser(MemberUser):
+    """A manager reading the daily stats (tenant, maybe facilities, maybe a past day)."""
+
+    abstract = True
+    roles = ("manager",)
+
+    @task
+    def stats(self) -> None:
         today = tenant_today(self.member.timezone)
         params = stats_params(self.member, rng=self.rng, today=today)
         self.client.get(STATS_URL, params=params, headers=self.headers, name=NAME_STATS)
 
 
-class SeedStatsUser(MemberUser):
-    """Seed profile: a manager reading the daily stats as fast as the challenge's test did."""
+class SeedStatsUser(StatsReaderUser):
+    """Seed profile: a manager reading the stats as fast as the challenge's test did."""
 
     abstract = PROFILE != PROFILE_SEED
-    roles = ("manager",)
     wait_time = between(*SEED_WAIT_SECONDS)
 
-    @task
-    def stats(self) -> None:
-        self.read_stats()
 
-
-class ManagerUser(MemberUser):
+class ManagerUser(StatsReaderUser):
     """Mixed profile: a manager reading the daily stats."""
 
     abstract = PROFILE != PROFILE_MIXED
     weight = 3
-    roles = ("manager",)
     wait_time = between(*MIXED_WAIT_SECONDS)
-
-    @task
-    def stats(self) -> None:
-        self.read_stats()
 
 
 class StaffUser(MemberUser):
