@@ -21,6 +21,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tools.load_profile import CREDENTIALS_PATH, PROFILES
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -117,13 +119,13 @@ def locust_command(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", required=True, help="base URL, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--profile", choices=("seed", "mixed"), default="seed")
+    parser.add_argument("--profile", choices=PROFILES, default=PROFILES[0])
     parser.add_argument("--users", type=int, default=50, help="concurrent simulated users")
     parser.add_argument("--spawn-rate", type=float, default=50, help="users started per second")
     parser.add_argument("--run-time", default="60s", help="locust duration, e.g. 60s or 2m")
     parser.add_argument("--processes", type=int, default=1, help="locust worker processes")
     parser.add_argument("--max-p95-ms", type=float, default=25, help="fail when p95 exceeds")
-    parser.add_argument("--credentials", type=Path, default=ROOT / ".data/demo-credentials.json")
+    parser.add_argument("--credentials", type=Path, default=CREDENTIALS_PATH)
     parser.add_argument("--report-prefix", default=None, help="default reports/load-<profile>")
     args = parser.parse_args(argv)
     args.host = args.host.rstrip("/")
