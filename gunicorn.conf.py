@@ -37,7 +37,7 @@ keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
 
-# "-" is stderr; an empty GUNICORN_ACCESSLOG turns the access log off (the application's
+# "-" is on (stderr); an empty GUNICORN_ACCESSLOG turns the access log off (the application's
 # JSON request line, carenotes.observability, carries the same facts plus tenant and user).
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 access_log_format = os.environ.get(
@@ -46,6 +46,34 @@ access_log_format = os.environ.get(
 )
 errorlog = os.environ.get("GUNICORN_ERRORLOG", "-")
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+# With DJANGO_LOG_FORMAT=json (the default) gunicorn's own lines are JSON too, so stderr is
+# one JSON object per line throughout: error log records as the app's, access records with
+# their atoms as fields (carenotes/logjson.py has no Django import, so the master loads it).
+if os.environ.get("DJANGO_LOG_FORMAT", "json") == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {"()": "carenotes.logjson.JsonFormatter"},
+            "access_json": {"()": "carenotes.logjson.AccessJsonFormatter"},
+        },
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json"},
+            "access": {"class": "logging.StreamHandler", "formatter": "access_json"}
+            if accesslog
+            else {"class": "logging.NullHandler"},
+        },
+        "root": {"level": "INFO", "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["stderr"],
+                "propagate": False,
+            },
+            "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+        },
+    }
 
 # gunicorn 27's control socket defaults to one path per user: several servers on a machine
 # (make load, tests, other checkouts) would fight over it. On only when a path is given.

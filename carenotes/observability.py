@@ -1,11 +1,9 @@
 """Request ids and one structured (JSON) log line per request, cheap enough for the hot path."""
 
-import json
 import logging
 import re
 import time
 import uuid
-from datetime import UTC, datetime
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
@@ -24,12 +22,6 @@ REQUEST_LOGGER_NAME = "carenotes.request"
 REQUEST_LOG_MESSAGE = "request"
 
 logger = logging.getLogger(REQUEST_LOGGER_NAME)
-
-# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is
-# emitted as a field of the JSON line.
-_RECORD_ATTRIBUTES = frozenset(
-    logging.LogRecord("", logging.INFO, "", 0, "", (), None).__dict__
-) | {"message", "asctime", "taskName"}
 
 
 def request_id_from(value: str | None) -> str:
@@ -93,21 +85,3 @@ class RequestLogMiddleware:
                 },
             )
         return response
-
-
-class JsonFormatter(logging.Formatter):
-    """Format a record as one JSON object per line: time, level, logger, message, extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        data = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRIBUTES:
-                data[key] = value
-        if record.exc_info:
-            data["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)

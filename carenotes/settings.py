@@ -236,7 +236,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     # JSON lines (one object per record) unless DJANGO_LOG_FORMAT=text, e.g. for a terminal.
     "formatters": {
-        "json": {"()": "carenotes.observability.JsonFormatter"},
+        "json": {"()": "carenotes.logjson.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {

@@ -3,7 +3,6 @@
 import json
 import logging
 import re
-import sys
 from http import HTTPStatus
 
 import pytest
@@ -12,12 +11,12 @@ from django.test import Client, RequestFactory
 from django.urls import path
 from rest_framework.request import Request
 
+from carenotes.logjson import JsonFormatter
 from carenotes.observability import (
     REQUEST_ID_HEADER,
     REQUEST_ID_MAX_LENGTH,
     REQUEST_LOG_MESSAGE,
     REQUEST_LOGGER_NAME,
-    JsonFormatter,
     RequestLogMiddleware,
     request_tenant_tag,
 )
@@ -134,23 +133,3 @@ def test_a_failing_view_still_gets_an_id_and_a_500_line(caplog):
     assert response[REQUEST_ID_HEADER] == "req-500"
     line = _logged_line(caplog)
     assert (line["request_id"], line["route"], line["status"]) == ("req-500", "boom", 500)
-
-
-def test_the_json_formatter_keeps_extras_and_exceptions():
-    try:
-        raise ValueError("broken")
-    except ValueError:
-        record = logging.getLogger("x").makeRecord(
-            "x",
-            logging.ERROR,
-            __file__,
-            1,
-            "failed %s",
-            ("once",),
-            exc_info=sys.exc_info(),
-            extra={"tenant_id": 3},
-        )
-    line = json.loads(JsonFormatter().format(record))
-    assert line["message"] == "failed once"
-    assert line["tenant_id"] == 3
-    assert "ValueError: broken" in line["exc_info"]
