@@ -36,7 +36,7 @@ NOTE_CATEGORIES = ("medication", "observation", "treatment")
 NOTE_PRIORITIES = (1, 2, 3, 4, 5)
 NOTE_BODY = "Load test note: resident settled, fluids taken, no concerns."
 
-SEED_COMMAND_HINT = "python manage.py seed_notes"
+SEED_COMMAND_HINT = "python manage.py seed_notes --reset"
 
 
 class CredentialsError(Exception):

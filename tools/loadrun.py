@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tools.load_profile import CREDENTIALS_PATH, PROFILES
+from tools.load_profile import CREDENTIALS_PATH, PROFILES, SEED_COMMAND_HINT
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -29,7 +29,8 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 READY_TIMEOUT_SECONDS = 60.0
 PROBE_TIMEOUT_SECONDS = 2.0
 STOP_TIMEOUT_SECONDS = 30.0
-SEED_COMMAND = ["manage.py", "seed_notes"]
+# The same seeding as `make run`: only into an empty database.
+SEED_COMMAND = ["manage.py", "seed_notes", "--if-empty", "--quiet"]
 
 
 def _say(message: str) -> None:
@@ -87,7 +88,10 @@ def credentials_ensure(path: Path) -> None:
     _say(f"{path} is missing: seeding the demo data")
     subprocess.run([sys.executable, *SEED_COMMAND], cwd=ROOT, check=True)
     if not path.exists():
-        raise SystemExit(f"the seed ran but wrote no {path}; set LOAD_CREDENTIALS")
+        raise SystemExit(
+            f"the seed wrote no {path}: the database already holds data. Run "
+            f"`{SEED_COMMAND_HINT}` (replaces the demo data) or pass --credentials."
+        )
 
 
 def locust_command(args: argparse.Namespace) -> list[str]:

@@ -76,6 +76,6 @@ def test_existing_credentials_are_not_reseeded(tmp_path, monkeypatch):
 def test_a_seed_that_writes_no_credentials_is_reported(tmp_path, monkeypatch):
     ran = []
     monkeypatch.setattr(loadrun.subprocess, "run", lambda command, **kwargs: ran.append(command))
-    with pytest.raises(SystemExit, match="wrote no"):
+    with pytest.raises(SystemExit, match="already holds data"):
         loadrun.credentials_ensure(tmp_path / "absent.json")
     assert ran and ran[0][1:] == loadrun.SEED_COMMAND
