@@ -58,13 +58,15 @@ clean: stop
 # `make load` serves the app with gunicorn.conf.py (unless LOAD_HOST already answers), seeds
 # the demo tenants when .data/demo-credentials.json is missing, runs locust headless and
 # writes reports/load-<PROFILE>{.html,_stats.csv,-summary.json,-server.log}. It exits non-zero
-# when a request failed or p95 exceeded LOAD_MAX_P95_MS.
+# when a request failed or p95 exceeded LOAD_MAX_P95_MS (the mixed run's target is
+# correctness: no failure, and stats read after each POST include the note; its p95 bound is
+# only a guard).
 LOAD_STAMP := $(VENV)/.installed-load
 PROFILE ?= seed
 USERS ?= $(if $(filter mixed,$(PROFILE)),200,50)
 SPAWN_RATE ?= $(if $(filter mixed,$(PROFILE)),20,50)
 RUN_TIME ?= $(if $(filter mixed,$(PROFILE)),2m,60s)
-LOAD_MAX_P95_MS ?= $(if $(filter mixed,$(PROFILE)),250,25)
+LOAD_MAX_P95_MS ?= $(if $(filter mixed,$(PROFILE)),1000,25)
 LOAD_PROCESSES ?= 1
 LOAD_HOST ?= http://$(HOST):$(PORT)
 
