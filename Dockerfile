@@ -10,12 +10,16 @@ COPY carenotes ./carenotes
 COPY tenants ./tenants
 COPY stats ./stats
 COPY tools ./tools
-COPY manage.py gunicorn.conf.py ./
-RUN pip install --no-cache-dir . \
+COPY manage.py gunicorn.conf.py locustfile.py ./
+# EXTRAS="[load]" builds the locust image of docker-compose.yml from the same code.
+ARG EXTRAS=""
+RUN pip install --no-cache-dir ".${EXTRAS}" \
  && DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput --verbosity 0 \
  && useradd --system --no-create-home carenotes
+# .data holds the seed's demo credentials (a volume shared with the locust service).
+RUN mkdir -p /app/.data && chown carenotes /app/.data
 USER carenotes
 EXPOSE 8000
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "carenotes.wsgi"]

@@ -80,3 +80,36 @@ wrk:
 .PHONY: bench-seed
 bench-seed: migrate
 	$(DEVENV) $(BIN)/python bench/seed.py $(BENCH_SEED_ARGS)
+
+# --- Load runs (locust) -----------------------------------------------------------------------
+# `make load` serves the app with gunicorn.conf.py (unless LOAD_HOST already answers), seeds
+# the demo tenants when .data/demo-credentials.json is missing, runs locust headless and
+# writes reports/load-<PROFILE>{.html,_stats.csv,-summary.json,-server.log}. It exits non-zero
+# when a request failed or p95 exceeded LOAD_MAX_P95_MS (the mixed run's target is
+# correctness: no failure, and stats read after each POST include the note; its p95 bound is
+# only a guard).
+LOAD_STAMP := $(VENV)/.installed-load
+PROFILE ?= seed
+USERS ?= $(if $(filter mixed,$(PROFILE)),200,50)
+SPAWN_RATE ?= $(if $(filter mixed,$(PROFILE)),20,50)
+RUN_TIME ?= $(if $(filter mixed,$(PROFILE)),2m,60s)
+LOAD_MAX_P95_MS ?= $(if $(filter mixed,$(PROFILE)),1000,25)
+LOAD_PROCESSES ?= 1
+LOAD_HOST ?= http://$(HOST):$(PORT)
+
+.PHONY: load load-install
+
+$(LOAD_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,load]'
+	@touch $@
+
+load-install: $(LOAD_STAMP)
+
+load: export DJANGO_SECURE_SSL_REDIRECT ?= 0
+load: export DJANGO_SECURE_COOKIES ?= 0
+load: export DJANGO_HSTS_SECONDS ?= 0
+load: migrate load-install
+	$(MANAGE) collectstatic --noinput --verbosity 0
+	$(DEVENV) $(BIN)/python tools/loadrun.py --host $(LOAD_HOST) --profile $(PROFILE) \
+		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) \
+		--max-p95-ms $(LOAD_MAX_P95_MS) --processes $(LOAD_PROCESSES)

@@ -1,16 +1,19 @@
 """Shared pytest fixtures: a clean cache per test and API clients acting as tenant members."""
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import caches
 from rest_framework.test import APIClient
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache():
     """Each test starts with an empty cache namespace (only this run's key prefix)."""
-    cache.delete_pattern("*")
+    # The backend instance itself, not the proxy: a test may point CACHES at a dead server
+    # and its override can still be active when this teardown runs.
+    backend = caches["default"]
+    backend.delete_pattern("*")
     yield
-    cache.delete_pattern("*")
+    backend.delete_pattern("*")
 
 
 @pytest.fixture(autouse=True)

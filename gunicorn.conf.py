@@ -1,14 +1,94 @@
-"""gunicorn configuration for carenotes (used by `make run`, docker compose and production)."""
+"""gunicorn configuration for carenotes (used by `make run`, `make load`, docker compose).
 
-import multiprocessing
+Every setting is read from a ``GUNICORN_*`` environment variable; the defaults are what
+measurement on a 2-core machine chose (docs/PERFORMANCE.md, "Serving and load").
+"""
+
 import os
 
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value else default
+
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "2000"))
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# Measured on 2 cores (docs/PERFORMANCE.md): gthread keeps client connections alive, which
+# spares a TCP handshake per request on both ends; one process per core plus one overlaps the
+# short waits on Redis/PostgreSQL; 4 threads absorb bursts. More processes only add
+# scheduling and memory on a CPU-bound Python app.
+DEFAULT_WORKER_CLASS = "gthread"
+# CPUs this process may run on (respects a container's cpuset, unlike cpu_count()).
+DEFAULT_WORKERS = len(os.sched_getaffinity(0)) + 1
+DEFAULT_THREADS = 4
+workers = _env_int("GUNICORN_WORKERS", DEFAULT_WORKERS)
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", DEFAULT_WORKER_CLASS)
+# Each thread holds its own persistent PostgreSQL connection: workers x threads in all.
+threads = _env_int("GUNICORN_THREADS", DEFAULT_THREADS)
+backlog = _env_int("GUNICORN_BACKLOG", 2048)
+
+# A request slower than this is stuck (stats are served from Redis in milliseconds).
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
+# Seconds an idle keep-alive connection stays open (gthread; sync closes after each response).
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+
+# Recycle workers to bound slow leaks; jitter keeps them from restarting all at once.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
+
+# "-" is on (stderr); an empty GUNICORN_ACCESSLOG turns the access log off (the application's
+# JSON request line, carenotes.observability, carries the same facts plus tenant and user).
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
+access_log_format = os.environ.get(
+    "GUNICORN_ACCESS_LOG_FORMAT",
+    '%(h)s "%(r)s" %(s)s %(b)sB %(M)sms request_id=%({x-request-id}o)s',
+)
+errorlog = os.environ.get("GUNICORN_ERRORLOG", "-")
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+
+# With DJANGO_LOG_FORMAT=json (the default) gunicorn's own lines are JSON too, so stderr is
+# one JSON object per line throughout: error log records as the app's, access records with
+# their atoms as fields (carenotes/logjson.py has no Django import, so the master loads it).
+if os.environ.get("DJANGO_LOG_FORMAT", "json") == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {"()": "carenotes.logjson.JsonFormatter"},
+            "access_json": {"()": "carenotes.logjson.AccessJsonFormatter"},
+        },
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json"},
+            "access": {"class": "logging.StreamHandler", "formatter": "access_json"}
+            if accesslog
+            else {"class": "logging.NullHandler"},
+        },
+        "root": {"level": "INFO", "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["stderr"],
+                "propagate": False,
+            },
+            "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+        },
+    }
+
+# gunicorn 27's control socket defaults to one path per user: several servers on a machine
+# (make load, tests, other checkouts) would fight over it. On only when a path is given.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
+
+# The application is loaded in each worker, never in the master (no preload_app), so no
+# PostgreSQL connection, psycopg pool thread or Redis socket exists before the fork.
+
+
+def post_fork(server, worker):
+    """Close any database connection inherited from the master so workers never share one."""
+    from django.conf import settings
+
+    if settings.configured:
+        from django.db import connections
+
+        connections.close_all()

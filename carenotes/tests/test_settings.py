@@ -45,3 +45,9 @@ def test_short_or_insecure_secret_key_is_refused_when_debug_is_off():
     result = _manage("check", DJANGO_DEBUG="0", DJANGO_SECRET_KEY="django-insecure-" + "x" * 60)
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be at least 50" in result.stderr
+
+
+def test_an_unknown_log_format_is_refused_naming_the_variable():
+    result = _manage("check", DJANGO_DEBUG="1", DJANGO_LOG_FORMAT="xml")
+    assert result.returncode != 0
+    assert "DJANGO_LOG_FORMAT must be one of ('json', 'text'), got 'xml'" in result.stderr

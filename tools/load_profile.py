@@ -1,0 +1,190 @@
+"""What the locust load runs send and how they are judged, free of locust so tests can use it.
+
+The locustfile (repository root) turns these choices into HTTP requests; this module only
+reads the demo credentials, picks members and query parameters, and decides pass or fail.
+"""
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ROOT = Path(__file__).resolve().parent.parent
+CREDENTIALS_PATH = ROOT / ".data" / "demo-credentials.json"
+
+PROFILE_SEED = "seed"
+PROFILE_MIXED = "mixed"
+PROFILES = (PROFILE_SEED, PROFILE_MIXED)
+
+# The classic challenge's load test: each user waits 10-100 ms between requests.
+SEED_WAIT_SECONDS = (0.010, 0.100)
+# Mixed profile: people, not scripts: 200 users offer about 133 req/s of reads and writes.
+MIXED_WAIT_SECONDS = (0.500, 2.500)
+
+FACILITY_FILTER_SHARE = 0.5  # half the stats reads name some of the tenant's facilities
+FACILITY_FILTER_MAX = 3  # ... between 1 and 3 of them
+PAST_DATE_SHARE = 0.3  # 30 % ask for a past day, the rest for today (no date parameter)
+PAST_DAYS_MAX = 30
+FACILITY_IDS_SEPARATOR = ","
+
+# Keys the stats answer may carry its total number of notes under (first found wins).
+STATS_TOTAL_FIELDS = ("total_notes", "total", "count")
+
+NOTE_CATEGORIES = ("medication", "observation", "treatment")
+NOTE_PRIORITIES = (1, 2, 3, 4, 5)
+NOTE_BODY = "Load test note: resident settled, fluids taken, no concerns."
+
+SEED_COMMAND_HINT = "python manage.py seed_notes --reset"
+
+
+class CredentialsError(Exception):
+    """The demo credentials file is missing or not in the expected shape."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One real member of one tenant, as the load generator acts as them."""
+
+    tenant_id: int
+    timezone: str
+    facility_ids: tuple[int, ...]
+    username: str
+    role: str
+    token: str
+
+
+def credentials_load(path: Path = CREDENTIALS_PATH) -> list[Member]:
+    """Return every tenant member in the seed's credentials file; raise CredentialsError."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise CredentialsError(
+            f"{path} does not exist: the load runs act as the demo users the seed creates. "
+            f"Run `{SEED_COMMAND_HINT}` first, or set LOAD_CREDENTIALS to the file."
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise CredentialsError(f"{path} is not readable JSON: {exc}") from exc
+    try:
+        members = [
+            Member(
+                tenant_id=int(tenant["tenant_id"]),
+                timezone=str(tenant["timezone"]),
+                facility_ids=tuple(int(pk) for pk in tenant["facility_ids"]),
+                username=str(user["username"]),
+                role=str(user["role"]),
+                token=str(user["token"]),
+            )
+            for tenant in data["tenants"]
+            for user in tenant["users"]
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CredentialsError(
+            f"{path} is not in the seed's format ({exc!r}); expected "
+            '{"tenants": [{"tenant_id", "timezone", "facility_ids", '
+            '"users": [{"username", "role", "token"}]}]}. Re-run the seed.'
+        ) from exc
+    if not members:
+        raise CredentialsError(f"{path} lists no tenant users; re-run the seed.")
+    return members
+
+
+def member_pick(members: list[Member], *, roles: tuple[str, ...], rng: random.Random) -> Member:
+    """Return a random member holding one of ``roles``, or any member when none does."""
+    matching = [member for member in members if member.role in roles]
+    return rng.choice(matching or members)
+
+
+def tenant_reader(members: list[Member], *, member: Member) -> Member:
+    """Return a manager or admin of ``member``'s tenant to read its stats, else ``member``."""
+    for candidate in members:
+        if candidate.tenant_id == member.tenant_id and candidate.role in ("manager", "admin"):
+            return candidate
+    return member
+
+
+def tenant_today(timezone: str, *, now: datetime | None = None) -> date:
+    """Return the current date in the tenant's time zone (UTC when the zone is unknown)."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return (now or datetime.now(tz=zone)).astimezone(zone).date()
+
+
+def stats_params(member: Member, *, rng: random.Random, today: date) -> dict[str, str | int]:
+    """Return the query of one stats read: the tenant, maybe facilities, maybe a past day."""
+    params: dict[str, str | int] = {"tenant_id": member.tenant_id}
+    if member.facility_ids and rng.random() < FACILITY_FILTER_SHARE:
+        count = rng.randint(1, min(FACILITY_FILTER_MAX, len(member.facility_ids)))
+        chosen = rng.sample(member.facility_ids, count)
+        params["facility_ids"] = FACILITY_IDS_SEPARATOR.join(str(pk) for pk in chosen)
+    if rng.random() < PAST_DATE_SHARE:
+        params["date"] = (today - timedelta(days=rng.randint(1, PAST_DAYS_MAX))).isoformat()
+    return params
+
+
+def note_payload(
+    member: Member, *, patient: tuple[int, int], rng: random.Random
+) -> dict[str, str | int]:
+    """Return the body of one POST /api/notes/ for ``patient`` = (patient_id, facility_id)."""
+    patient_id, facility_id = patient
+    return {
+        "tenant_id": member.tenant_id,
+        "facility_id": facility_id,
+        "patient_id": patient_id,
+        "category": rng.choice(NOTE_CATEGORIES),
+        "priority": rng.choice(NOTE_PRIORITIES),
+        "body": NOTE_BODY,
+    }
+
+
+def patients_from_notes(payload: dict) -> list[tuple[int, int]]:
+    """Return the distinct (patient_id, facility_id) pairs of a notes list page."""
+    pairs = {(int(row["patient_id"]), int(row["facility_id"])) for row in payload["results"]}
+    return sorted(pairs)
+
+
+def stats_total(payload: dict) -> int | None:
+    """Return the total number of notes of a stats answer, or None if it names none."""
+    for field in STATS_TOTAL_FIELDS:
+        value = payload.get(field)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def offered_ceiling(users: int, wait: tuple[float, float]) -> float:
+    """Return the most requests per second ``users`` can offer: users / mean wait."""
+    return users / ((wait[0] + wait[1]) / 2)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of a load run: the process exit code and why."""
+
+    exit_code: int
+    reasons: tuple[str, ...]
+
+
+def load_verdict(
+    *,
+    num_requests: int,
+    num_failures: int,
+    p95_ms: float,
+    rps: float,
+    max_p95_ms: float,
+    min_rps: float = 0.0,
+) -> Verdict:
+    """Return exit code 1 with reasons when anything failed or was too slow, else 0."""
+    reasons = []
+    if num_requests == 0:
+        reasons.append("no request was made")
+    if num_failures:
+        reasons.append(f"{num_failures} of {num_requests} requests failed")
+    if p95_ms > max_p95_ms:
+        reasons.append(f"p95 {p95_ms:.0f} ms > {max_p95_ms:.0f} ms")
+    if rps < min_rps:
+        reasons.append(f"throughput {rps:.0f} req/s < {min_rps:.0f} req/s")
+    return Verdict(exit_code=1 if reasons else 0, reasons=tuple(reasons))

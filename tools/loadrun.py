@@ -1,0 +1,162 @@
+"""Run a locust load test against carenotes, serving it with gunicorn first if nothing answers.
+
+`make load` calls this under tools/devenv.py, after `migrate` and `collectstatic`:
+
+    python tools/loadrun.py --host http://127.0.0.1:8000 --profile seed --users 50 ...
+
+When ``--host`` answers ``/healthz`` that server is used as it is. Otherwise a loopback host
+gets a gunicorn started here with gunicorn.conf.py (the `make run` configuration), logging
+to ``<report prefix>-server.log``, stopped again afterwards. The demo credentials are seeded
+first when missing. The exit code is locust's (set by the locustfile's verdict).
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tools.load_profile import CREDENTIALS_PATH, PROFILES, SEED_COMMAND_HINT
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+READY_TIMEOUT_SECONDS = 60.0
+PROBE_TIMEOUT_SECONDS = 2.0
+STOP_TIMEOUT_SECONDS = 30.0
+# The same seeding as `make run`: only into an empty database.
+SEED_COMMAND = ["manage.py", "seed_notes", "--if-empty", "--quiet"]
+
+
+def _say(message: str) -> None:
+    print(f"[loadrun] {message}", file=sys.stderr, flush=True)
+
+
+def answers(url: str) -> bool:
+    """Return True when ``url`` answers 200 within PROBE_TIMEOUT_SECONDS."""
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_SECONDS) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def server_start(*, host: str, log_path: Path) -> subprocess.Popen:
+    """Start gunicorn (gunicorn.conf.py) on ``host``'s address; return once /readyz is 200."""
+    parts = urlsplit(host)
+    if parts.hostname not in LOOPBACK_HOSTS:
+        raise SystemExit(f"nothing answers at {host}, and only a loopback server can be started")
+    bind = f"{parts.hostname}:{parts.port or 80}"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [BIN / "gunicorn", "--config", "gunicorn.conf.py", "--bind", bind, "carenotes.wsgi"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while not answers(f"{host}/readyz"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            server_stop(process)
+            raise SystemExit(f"gunicorn did not become ready on {bind}; see {log_path}")
+        time.sleep(0.2)
+    _say(f"gunicorn serving {host} (pid {process.pid}, log {log_path})")
+    return process
+
+
+def server_stop(process: subprocess.Popen) -> None:
+    """Stop the gunicorn we started: graceful SIGTERM, SIGKILL if it outlives the grace."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def credentials_ensure(path: Path) -> None:
+    """Seed the demo tenants when their credentials file is missing."""
+    if path.exists():
+        return
+    _say(f"{path} is missing: seeding the demo data")
+    subprocess.run([sys.executable, *SEED_COMMAND], cwd=ROOT, check=True)
+    if not path.exists():
+        raise SystemExit(
+            f"the seed wrote no {path}: the database already holds data. Run "
+            f"`{SEED_COMMAND_HINT}` (replaces the demo data) or pass --credentials."
+        )
+
+
+def locust_command(args: argparse.Namespace) -> list[str]:
+    """Return the headless locust command line writing CSV and HTML under the report prefix."""
+    command = [
+        str(BIN / "locust"),
+        "-f",
+        str(ROOT / "locustfile.py"),
+        "--headless",
+        "--host",
+        args.host,
+        "--users",
+        str(args.users),
+        "--spawn-rate",
+        str(args.spawn_rate),
+        "--run-time",
+        args.run_time,
+        "--csv",
+        args.report_prefix,
+        "--html",
+        f"{args.report_prefix}.html",
+        "--only-summary",
+    ]
+    if args.processes > 1:
+        command += ["--processes", str(args.processes)]
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", required=True, help="base URL, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--profile", choices=PROFILES, default=PROFILES[0])
+    parser.add_argument("--users", type=int, default=50, help="concurrent simulated users")
+    parser.add_argument("--spawn-rate", type=float, default=50, help="users started per second")
+    parser.add_argument("--run-time", default="60s", help="locust duration, e.g. 60s or 2m")
+    parser.add_argument("--processes", type=int, default=1, help="locust worker processes")
+    parser.add_argument("--max-p95-ms", type=float, default=25, help="fail when p95 exceeds")
+    parser.add_argument("--credentials", type=Path, default=CREDENTIALS_PATH)
+    parser.add_argument("--report-prefix", default=None, help="default reports/load-<profile>")
+    args = parser.parse_args(argv)
+    args.host = args.host.rstrip("/")
+    args.report_prefix = args.report_prefix or f"reports/load-{args.profile}"
+    Path(args.report_prefix).parent.mkdir(parents=True, exist_ok=True)
+
+    credentials_ensure(args.credentials)
+    server = None
+    if answers(f"{args.host}/healthz"):
+        _say(f"using the server already answering at {args.host}")
+    else:
+        server = server_start(host=args.host, log_path=Path(f"{args.report_prefix}-server.log"))
+    try:
+        env = {
+            **os.environ,
+            "LOAD_PROFILE": args.profile,
+            "LOAD_MAX_P95_MS": str(args.max_p95_ms),
+            "LOAD_CREDENTIALS": str(args.credentials),
+            "LOAD_REPORT_PREFIX": args.report_prefix,
+        }
+        result = subprocess.run(locust_command(args), cwd=ROOT, env=env, check=False)
+    finally:
+        if server is not None:
+            server_stop(server)
+    _say(f"locust exited {result.returncode}; reports under {args.report_prefix}*")
+    return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
