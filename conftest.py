@@ -54,3 +54,16 @@ def token_client():
         return client
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _rls_system_scope():
+    """Test code outside requests acts as a trusted system context (all tenants, app role).
+
+    Requests made through the test client get their own caller-scoped context from
+    RowLevelSecurityMiddleware, exactly as in production (tenants/rls.py).
+    """
+    from tenants.rls import rls_system
+
+    with rls_system():
+        yield

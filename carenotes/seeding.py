@@ -31,6 +31,7 @@ from carenotes.models import CareNote, Category, Patient
 from stats.services import care_stats_invalidate_tenant
 from tenants.cache import cache_delete_many
 from tenants.models import ApiToken, Facility, Membership, Role, Tenant, validate_timezone
+from tenants.rls import rls_owner
 from tenants.selectors import principal_token_cache_key
 from tenants.services import api_token_create, facility_create, membership_grant, tenant_create
 
@@ -639,7 +640,27 @@ def seed_notes_run(
 
     ``mode`` is "refuse" (raise SeedRefusedError if any data exists), "reset" (delete
     generated data first) or "append". Nothing is left behind when anything fails.
+
+    Runs as the database owner: it truncates, rebuilds indexes and vacuums (tenants/rls.py).
     """
+    with rls_owner():
+        return _seed_notes_run(
+            config=config,
+            mode=mode,
+            index_strategy=index_strategy,
+            progress=progress,
+            vacuum=vacuum,
+        )
+
+
+def _seed_notes_run(
+    *,
+    config: SeedConfig,
+    mode: str,
+    index_strategy: str,
+    progress: ProgressCallback | None,
+    vacuum: bool,
+) -> SeedResult:
     if index_strategy not in INDEX_STRATEGIES:
         raise SeedArgumentError("--index-strategy", f"must be one of {INDEX_STRATEGIES}")
     stopwatch = _Stopwatch()

@@ -77,6 +77,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its id and duration cover every other middleware (and their early answers).
     "carenotes.observability.RequestLogMiddleware",
+    # Before anything that may query: every statement of the request runs under row-level
+    # security scoped to the caller's tenants (tenants/rls.py).
+    "tenants.rls.RowLevelSecurityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -10,6 +10,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from tenants.cache import cache_get, cache_set
 from tenants.models import ApiToken, Facility, Membership, Tenant
 from tenants.principal import Principal, TenantInfo
+from tenants.rls import rls_system
 
 TENANT_INFO_TTL = 300
 
@@ -32,7 +33,10 @@ def tenant_info_cache_key(tenant_id: int) -> str:
 
 
 def _principal_build(*, user, expires_at=None) -> Principal:
-    roles = dict(Membership.objects.filter(user_id=user.pk).values_list("tenant_id", "role"))
+    # Trusted: this lookup decides which tenants the request may see, so it runs before
+    # (and across) any tenant scope.
+    with rls_system():
+        roles = dict(Membership.objects.filter(user_id=user.pk).values_list("tenant_id", "role"))
     return Principal(
         user_id=user.pk,
         username=user.get_username(),

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from tenants.cache import cache_delete_many
 from tenants.models import ApiToken, Facility, Membership, Role, Tenant
+from tenants.rls import rls_system
 from tenants.selectors import (
     principal_token_cache_key,
     principal_user_cache_key,
@@ -90,7 +91,10 @@ def admin_access_sync(*, user) -> None:
     keep staff status.
     """
     group = tenant_admin_group_get()
-    administers = Membership.objects.filter(user_id=user.pk, role=Role.ADMIN).exists()
+    # Across all tenants: a tenant admin editing one membership must not see the user's
+    # admin roles elsewhere as absent (row-level security would hide them).
+    with rls_system():
+        administers = Membership.objects.filter(user_id=user.pk, role=Role.ADMIN).exists()
     in_group = user.groups.filter(pk=group.pk).exists()
     if administers and not in_group:
         user.groups.add(group)

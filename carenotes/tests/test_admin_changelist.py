@@ -14,6 +14,7 @@ from carenotes.admin_paging import PAGE_NUMBER_MAX, EstimatedCountPaginator
 from carenotes.models import CareNote
 from carenotes.tests.factories import CareNoteFactory, PatientFactory
 from stats.services import care_stats_version_key
+from tenants.rls import rls_owner
 from tenants.tests.factories import MembershipFactory, UserFactory, tenant_admin_create
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +59,8 @@ def _add_notes(patient, count: int) -> None:
         )
         for i in range(count)
     )
-    with connection.cursor() as cursor:
+    # ANALYZE is the table owner's (tenants/rls.py): the app role would be skipped silently.
+    with rls_owner(), connection.cursor() as cursor:
         # Fresh planner statistics, as autovacuum would have them on a real table.
         cursor.execute(f"ANALYZE {NOTES_TABLE}")
 

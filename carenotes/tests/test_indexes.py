@@ -8,6 +8,7 @@ from django.db.models import Count
 
 from carenotes.models import STATS_INDEX_NAME, CareNote
 from carenotes.tests.factories import CareNoteFactory, PatientFactory
+from tenants.rls import rls_owner
 
 # VACUUM cannot run inside the per-test transaction; it sets the visibility map that
 # index-only scans rely on, as seed_notes does after loading.
@@ -32,7 +33,7 @@ def _explain(queryset) -> str:
 def test_daily_stats_query_is_an_index_only_scan_on_the_covering_index():
     patient = PatientFactory()
     CareNoteFactory.create_batch(5, patient=patient, created_at=DAY_START + timedelta(hours=3))
-    with connection.cursor() as cursor:
+    with rls_owner(), connection.cursor() as cursor:  # VACUUM is the owner's
         cursor.execute("VACUUM ANALYZE carenotes_carenote")
     queryset = (
         CareNote.objects.filter(

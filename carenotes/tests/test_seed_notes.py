@@ -23,6 +23,7 @@ from carenotes.models import STATS_INDEX_NAME, CareNote, Category, Patient
 from carenotes.tests.factories import CareNoteFactory
 from stats.services import care_stats_generation_key
 from tenants.models import ApiToken, Facility, Membership, Role, Tenant
+from tenants.rls import rls_owner
 from tenants.selectors import principal_token_cache_key, token_digest
 from tenants.tests.factories import TenantFactory, UserFactory
 
@@ -64,7 +65,7 @@ def _compact_tables_afterwards(django_db_setup, django_db_blocker):
     of dead pages long and pick other plans.
     """
     yield
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
+    with django_db_blocker.unblock(), rls_owner(), connection.cursor() as cursor:
         for model in (CareNote, Patient, ApiToken, Membership, get_user_model()):
             cursor.execute(f"VACUUM (FULL, ANALYZE) {model._meta.db_table}")
 

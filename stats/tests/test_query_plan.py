@@ -10,6 +10,7 @@ from carenotes.models import STATS_INDEX_NAME
 from carenotes.tests.factories import CareNoteFactory, PatientFactory
 from stats.selectors import care_stats_get
 from stats.tests.factories import tenant_info_of
+from tenants.rls import rls_owner
 from tenants.tests.factories import FacilityFactory
 
 # VACUUM cannot run inside the per-test transaction; it sets the visibility map that
@@ -35,7 +36,7 @@ def test_stats_statements_are_index_only_scans():
     start = datetime(2025, 3, 10, 6, tzinfo=UTC)
     CareNoteFactory.create_batch(5, patient=patient, created_at=start + timedelta(hours=1))
     CareNoteFactory(patient=PatientFactory(facility=other_facility), created_at=start)
-    with connection.cursor() as cursor:
+    with rls_owner(), connection.cursor() as cursor:  # VACUUM is the owner's
         cursor.execute("VACUUM ANALYZE carenotes_carenote")
     info = tenant_info_of(facility.tenant)
 

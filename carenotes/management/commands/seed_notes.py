@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from carenotes import seeding
 from carenotes.management.options import add_credentials_option
+from tenants.rls import rls_owner
 
 PROGRESS_MIN_INTERVAL = 0.2  # seconds between progress bar redraws
 PROGRESS_BAR_WIDTH = 30
@@ -93,6 +94,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        # The owner: seeding truncates, rebuilds indexes and vacuums (tenants/rls.py).
+        with rls_owner():
+            self._handle(**options)
+
+    def _handle(self, **options):
         if options["if_empty"] and seeding.database_has_data():
             self.stdout.write("The database already holds data; not seeding.")
             return

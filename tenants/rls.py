@@ -1,0 +1,272 @@
+"""PostgreSQL row-level security: which tenants the current statement may see, and as whom.
+
+Migration tenants/0003 puts a policy on every tenant-scoped table that admits a row only when
+its tenant is listed in the session setting ``carenotes.tenant_ids`` (or
+``carenotes.all_tenants`` is ``on``), and forces it on the table owner too. Statements run as
+the role ``carenotes_app``: no superuser, no BYPASSRLS, owner of nothing, so it cannot escape
+the policies.
+
+Every statement Django sends goes through ``db_scope_wrapper`` (installed on each new
+connection). It compares the scope the code wants (``db_scope_current``) with the one last
+applied to that physical connection and, only when they differ, first sends one
+``set_config`` statement (role and both settings). Code that sends no SQL costs nothing: a
+warm stats cache hit still makes zero PostgreSQL round trips.
+
+Scopes, in order of trust:
+
+- ``NO_TENANTS``: the default everywhere, including management commands and the shell; the
+  app role sees no tenant-scoped row.
+- a request's scope (``RowLevelSecurityMiddleware``): the tenants the authenticated
+  principal belongs to, or all tenants for a superuser; no tenants before authentication.
+- ``SYSTEM`` (``rls_system()``): the app role with every tenant, for trusted reads that
+  precede or span tenants (building a principal from its memberships, seeding checks).
+- ``OWNER`` (``rls_owner()``): back to the connecting (owner) user, for schema work only:
+  ``migrate``, ``flush``, ``seed_notes`` (TRUNCATE, index rebuilds, VACUUM), benchmarks.
+"""
+
+import contextlib
+import contextvars
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from django.db import DatabaseError, connection
+from django.db.backends.base.base import NO_DB_ALIAS
+from django.http import HttpRequest, HttpResponse
+from django.utils.functional import SimpleLazyObject, empty
+
+from tenants.principal import Principal
+
+logger = logging.getLogger(__name__)
+
+# The role statements run as; created (NOLOGIN, no superuser, no BYPASSRLS) by migration
+# tenants/0003, which also grants it DML on the tables.
+APP_ROLE = "carenotes_app"
+# ``SET ROLE NONE``: the connecting user again (the owner, in development and CI).
+SESSION_ROLE = "none"
+TENANT_IDS_SETTING = "carenotes.tenant_ids"
+ALL_TENANTS_SETTING = "carenotes.all_tenants"
+ALL_TENANTS_ON = "on"
+ALL_TENANTS_OFF = "off"
+# Tables whose rows belong to one tenant, and the column naming it (the policies' subject).
+RLS_TABLES = {
+    "tenants_tenant": "id",
+    "tenants_facility": "tenant_id",
+    "tenants_membership": "tenant_id",
+    "carenotes_patient": "tenant_id",
+    "carenotes_carenote": "tenant_id",
+}
+# One round trip sets all three; session-level (is_local false) so that autocommit
+# statements keep it, see db_scope_wrapper for how transactions are handled.
+SCOPE_SQL = (
+    f"SELECT set_config('role', %s, false), set_config('{TENANT_IDS_SETTING}', %s, false), "
+    f"set_config('{ALL_TENANTS_SETTING}', %s, false)"
+)
+
+# What Django sends for savepoints (DatabaseOperations.savepoint_*_sql).
+TRANSACTION_CONTROL_PREFIXES = ("SAVEPOINT ", "RELEASE SAVEPOINT ", "ROLLBACK TO SAVEPOINT ")
+
+
+@dataclass(frozen=True)
+class DbScope:
+    """What the database lets a statement see: a role, a tenant list, an all-tenants switch."""
+
+    role: str
+    tenant_ids: str
+    all_tenants: bool
+
+    def as_params(self) -> list[str]:
+        """Return the parameters of SCOPE_SQL for this scope."""
+        switch = ALL_TENANTS_ON if self.all_tenants else ALL_TENANTS_OFF
+        return [self.role, self.tenant_ids, switch]
+
+
+NO_TENANTS = DbScope(role=APP_ROLE, tenant_ids="", all_tenants=False)
+SYSTEM = DbScope(role=APP_ROLE, tenant_ids="", all_tenants=True)
+OWNER = DbScope(role=SESSION_ROLE, tenant_ids="", all_tenants=True)
+
+
+def tenants_scope(tenant_ids: Iterable[int]) -> DbScope:
+    """Return the app-role scope that sees exactly ``tenant_ids``."""
+    ids = sorted({int(tenant_id) for tenant_id in tenant_ids})
+    return DbScope(role=APP_ROLE, tenant_ids=",".join(map(str, ids)), all_tenants=False)
+
+
+def principal_scope(principal: Principal) -> DbScope:
+    """Return the scope of an authenticated caller: their tenants, or all for a superuser."""
+    if principal.is_superuser:
+        return SYSTEM
+    return tenants_scope(principal.roles)
+
+
+class RequestScope:
+    """The scope of one HTTP request, following whoever the request is authenticated as.
+
+    Resolved at each statement from ``request.user``: DRF's token authentication puts the
+    token's user (carrying ``.principal``) there, Django's session middleware a lazy user.
+    A user that has not been loaded yet has no tenants: nothing is evaluated just for RLS.
+    """
+
+    def __init__(self, request: HttpRequest):
+        self.request = request
+        self._user = None
+        self._scope = NO_TENANTS
+
+    def resolve(self) -> DbScope:
+        user = self.request.__dict__.get("user")
+        if user is None or (isinstance(user, SimpleLazyObject) and user._wrapped is empty):
+            return NO_TENANTS
+        if user is not self._user:
+            self._scope = self._scope_of(user)
+            self._user = user
+        return self._scope
+
+    @staticmethod
+    def _scope_of(user) -> DbScope:
+        if not user.is_authenticated:
+            return NO_TENANTS
+        principal = getattr(user, "principal", None)
+        if principal is None:
+            # A session user (the admin, the browsable API): their cached principal.
+            from tenants.selectors import principal_get_for_user
+
+            principal = principal_get_for_user(user=user)
+        return principal_scope(principal)
+
+
+_scope: contextvars.ContextVar[DbScope | RequestScope] = contextvars.ContextVar(
+    "carenotes_db_scope", default=NO_TENANTS
+)
+
+
+@dataclass
+class _RequestMarks:
+    """Whether the current request changed the connection's scope (then it resets it)."""
+
+    applied: bool = False
+
+
+_request_marks: contextvars.ContextVar[_RequestMarks | None] = contextvars.ContextVar(
+    "carenotes_db_scope_request", default=None
+)
+
+
+def db_scope_current() -> DbScope:
+    """Return the scope the next statement must run under."""
+    value = _scope.get()
+    return value.resolve() if isinstance(value, RequestScope) else value
+
+
+@contextlib.contextmanager
+def db_scope(scope: DbScope | RequestScope) -> Iterator[None]:
+    """Run the block's statements under ``scope`` (restored afterwards, also on error)."""
+    token = _scope.set(scope)
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def rls_system() -> contextlib.AbstractContextManager[None]:
+    """Run the block as the app role seeing every tenant (trusted, cross-tenant reads)."""
+    return db_scope(SYSTEM)
+
+
+def rls_owner() -> contextlib.AbstractContextManager[None]:
+    """Run the block as the connecting (owner) user: schema changes and maintenance only."""
+    return db_scope(OWNER)
+
+
+def rls_tenants(tenant_ids: Iterable[int]) -> contextlib.AbstractContextManager[None]:
+    """Run the block as the app role seeing only ``tenant_ids``."""
+    return db_scope(tenants_scope(tenant_ids))
+
+
+@dataclass(frozen=True)
+class _Applied:
+    raw: object  # the psycopg connection the scope was sent on
+    scope: DbScope
+    # False when sent inside a transaction: a rollback may have undone it since.
+    durable: bool
+
+
+_APPLIED_ATTR = "_carenotes_db_scope"
+
+
+def _in_transaction(db) -> bool:
+    return db.in_atomic_block or not db.get_autocommit()
+
+
+def scope_apply(db, scope: DbScope, raw_cursor) -> None:
+    """Send ``scope`` on ``db`` unless it is known to be in force already."""
+    applied: _Applied | None = getattr(db, _APPLIED_ATTR, None)
+    if (
+        applied is not None
+        and applied.raw is db.connection
+        and applied.scope == scope
+        and applied.durable
+    ):
+        return
+    # The scope statement is infrastructure, not a query of the code being measured: it
+    # goes to the driver's cursor directly, so query counts and logs do not include it.
+    setattr(db, _APPLIED_ATTR, None)
+    with db.wrap_database_errors:
+        raw_cursor.execute(SCOPE_SQL, scope.as_params())
+    # Applied inside a transaction, a later ROLLBACK (TO SAVEPOINT) could silently restore
+    # the previous scope; until the scope is next sent outside a transaction it is re-sent
+    # before every statement, so a statement never runs under a scope it did not ask for.
+    setattr(db, _APPLIED_ATTR, _Applied(db.connection, scope, not _in_transaction(db)))
+    marks = _request_marks.get()
+    if marks is not None:
+        marks.applied = True
+
+
+def db_scope_wrapper(execute, sql, params, many, context):
+    """Execute wrapper: put the wanted scope in force on this connection, then run ``sql``."""
+    # Savepoint statements touch no rows, and ROLLBACK TO SAVEPOINT must be the next
+    # statement of an aborted transaction: nothing may be sent before it.
+    if not (isinstance(sql, str) and sql.startswith(TRANSACTION_CONTROL_PREFIXES)):
+        db = context["connection"]
+        scope_apply(db, db_scope_current(), context["cursor"].cursor)
+    return execute(sql, params, many, context)
+
+
+def db_scope_install(sender, connection, **kwargs) -> None:
+    """``connection_created`` receiver: route the connection's statements through the wrapper."""
+    if connection.alias == NO_DB_ALIAS or connection.vendor != "postgresql":
+        return
+    if db_scope_wrapper not in connection.execute_wrappers:
+        # First, so that it runs before any timing or logging wrapper of the request.
+        connection.execute_wrappers.insert(0, db_scope_wrapper)
+
+
+def db_scope_reset(db=connection) -> None:
+    """Put ``NO_TENANTS`` in force on ``db`` now, if it is connected and not in a transaction."""
+    if db.connection is None or _in_transaction(db):
+        return
+    try:
+        with db.cursor() as cursor:
+            scope_apply(db, NO_TENANTS, cursor.cursor)
+    except DatabaseError as exc:
+        # A broken connection is closed by Django at the end of the request anyway.
+        logger.warning("could not reset the database scope: %s", exc)
+
+
+class RowLevelSecurityMiddleware:
+    """Scope each request's statements to its caller's tenants; reset the connection after."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        marks = _RequestMarks()
+        marks_token = _request_marks.set(marks)
+        try:
+            with db_scope(RequestScope(request)):
+                return self.get_response(request)
+        finally:
+            _request_marks.reset(marks_token)
+            # A persistent or pooled connection must not carry this caller's tenants into
+            # whatever uses it next; a request that sent no SQL has nothing to reset.
+            if marks.applied:
+                db_scope_reset()
