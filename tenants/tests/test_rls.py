@@ -1,0 +1,189 @@
+"""Row-level security: the database itself hides other tenants' rows from the app role."""
+
+import importlib
+from http import HTTPStatus
+
+import pytest
+from django.core.management import get_commands
+from django.db import ProgrammingError, connection, transaction
+
+from carenotes.tests.factories import CareNoteFactory
+from stats.tests.factories import care_group_create
+from tenants import rls
+from tenants.rls import (
+    APP_ROLE,
+    NO_TENANTS,
+    RLS_TABLES,
+    db_scope,
+    rls_owner,
+    rls_system,
+    rls_tenants,
+)
+from tenants.tests.factories import MembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+NOTES_SQL = "SELECT DISTINCT tenant_id FROM carenotes_carenote"
+MIGRATION = importlib.import_module("tenants.migrations.0003_row_level_security")
+
+
+@pytest.fixture
+def two_tenants():
+    """One note in each of two tenants."""
+    return CareNoteFactory(), CareNoteFactory()
+
+
+def _rows(sql: str, params=()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def test_the_migration_freezes_the_role_and_tables_of_tenants_rls():
+    assert (MIGRATION.APP_ROLE, MIGRATION.RLS_TABLES) == (APP_ROLE, RLS_TABLES)
+
+
+def test_every_tenant_table_forces_its_policy():
+    rows = _rows(
+        "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+        "WHERE relname = ANY(%s) ORDER BY relname",
+        [list(RLS_TABLES)],
+    )
+    assert rows == [(table, True, True) for table in sorted(RLS_TABLES)]
+    policies = _rows(
+        "SELECT tablename FROM pg_policies WHERE policyname = %s ORDER BY 1",
+        [MIGRATION.POLICY_NAME],
+    )
+    assert policies == [(table,) for table in sorted(RLS_TABLES)]
+
+
+def test_the_app_role_cannot_bypass_row_level_security():
+    role = _rows(
+        "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreaterole, rolcreatedb "
+        "FROM pg_roles WHERE rolname = %s",
+        [APP_ROLE],
+    )
+    assert role == [(False, False, False, False, False)]
+    owners = _rows(
+        "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname = ANY(%s)",
+        [list(RLS_TABLES)],
+    )
+    assert (APP_ROLE,) not in owners
+    # TRUNCATE ignores row-level security: the role must not hold it on any tenant table.
+    truncatable = _rows(
+        "SELECT relname FROM pg_class WHERE relname = ANY(%s) "
+        "AND has_table_privilege(%s, oid, 'TRUNCATE')",
+        [list(RLS_TABLES), APP_ROLE],
+    )
+    assert truncatable == []
+
+
+def test_statements_run_as_the_app_role_and_schema_work_as_the_owner():
+    with rls_tenants([1]):
+        assert _rows("SELECT current_user") == [(APP_ROLE,)]
+    with rls_owner():
+        assert _rows("SELECT current_user = session_user") == [(True,)]
+
+
+def test_raw_sql_with_the_wrong_tenant_set_returns_no_rows(two_tenants):
+    ours, theirs = two_tenants
+    with rls_tenants([theirs.tenant_id]):
+        assert (
+            _rows("SELECT id FROM carenotes_carenote WHERE tenant_id = %s", [ours.tenant_id]) == []
+        )
+        assert _rows("SELECT id FROM tenants_tenant WHERE id = %s", [ours.tenant_id]) == []
+        assert _rows(NOTES_SQL) == [(theirs.tenant_id,)]
+    with rls_tenants([ours.tenant_id]):
+        assert _rows(NOTES_SQL) == [(ours.tenant_id,)]
+
+
+def test_no_scope_sees_no_tenant_rows(two_tenants):
+    with db_scope(NO_TENANTS):
+        assert [_rows(f"SELECT count(*) FROM {table}") for table in RLS_TABLES] == [[(0,)]] * len(
+            RLS_TABLES
+        )
+    with rls_system():
+        assert len(_rows(NOTES_SQL)) == 2
+
+
+def test_insert_into_a_foreign_tenant_is_refused_by_the_policy(two_tenants):
+    ours, theirs = two_tenants
+    refused = pytest.raises(ProgrammingError, match="row-level security")
+    with rls_tenants([ours.tenant_id]), refused, transaction.atomic():
+        _rows(
+            "INSERT INTO tenants_facility (tenant_id, name) VALUES (%s, 'smuggled') RETURNING id",
+            [theirs.tenant_id],
+        )
+
+
+def test_a_rolled_back_scope_change_never_leaves_a_wider_scope_in_force(two_tenants):
+    ours, _ = two_tenants
+    with rls_system():
+        assert len(_rows(NOTES_SQL)) == 2  # all tenants in force
+        rolled_back = pytest.raises(ZeroDivisionError)
+        with rolled_back, transaction.atomic(), rls_tenants([ours.tenant_id]):
+            _rows(NOTES_SQL)
+            raise ZeroDivisionError  # the savepoint rollback restores "all tenants"
+    with rls_tenants([ours.tenant_id]):
+        assert _rows(NOTES_SQL) == [(ours.tenant_id,)]
+
+
+def _in_force() -> tuple:
+    # Straight on the driver's connection: what the server holds, whatever Django believes.
+    return connection.connection.execute(
+        "SELECT current_user, current_setting('carenotes.tenant_ids', true), "
+        "current_setting('carenotes.all_tenants', true)"
+    ).fetchone()
+
+
+@pytest.mark.django_db(transaction=True)  # the reset happens only outside a transaction
+def test_a_request_scopes_to_the_callers_tenants_and_resets_afterwards(token_client):
+    group = care_group_create()
+    client = token_client(MembershipFactory(tenant=group.tenant).user)
+    seen = []
+    original = rls.scope_apply
+
+    def spy(db, scope, raw_cursor):
+        original(db, scope, raw_cursor)
+        seen.append(scope)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rls, "scope_apply", spy)
+        response = client.get(f"/api/notes/?tenant_id={group.tenant.pk}")
+    assert response.status_code == HTTPStatus.OK
+    assert rls.tenants_scope([group.tenant.pk]) in seen
+    assert _in_force() == (APP_ROLE, "", "off")
+
+
+def test_a_missing_tenant_filter_still_leaks_nothing(token_client, monkeypatch):
+    """Defence in depth: a selector that forgot its tenant filter returns only the caller's."""
+    ours, theirs = care_group_create(), care_group_create()
+    client = token_client(MembershipFactory(tenant=ours.tenant).user)
+    from carenotes import selectors
+    from carenotes.models import CareNote
+
+    def unfiltered_note_list(*, tenant, filters):
+        return CareNote.objects.select_related(*selectors.NOTE_OUTPUT_RELATED).order_by("-id")
+
+    monkeypatch.setattr("carenotes.api.views.note_list", unfiltered_note_list)
+    response = client.get(f"/api/notes/?tenant_id={ours.tenant.pk}&page_size=200")
+    assert response.status_code == HTTPStatus.OK
+    tenants_seen = {note["tenant_id"] for note in response.json()["results"]}
+    assert tenants_seen == {ours.tenant.pk}
+    assert CareNote.objects.filter(tenant=theirs.tenant).exists()  # there was something to leak
+
+
+def test_a_warm_stats_hit_sends_no_scope_statement(token_client, monkeypatch):
+    group = care_group_create()
+    client = token_client(MembershipFactory(tenant=group.tenant).user)
+    url = f"/api/care-stats/?tenant_id={group.tenant.pk}&date=2025-03-10"
+    assert client.get(url)["X-Cache"] == "MISS"
+    calls = []
+    monkeypatch.setattr(rls, "scope_apply", lambda *args: calls.append(args))
+    response = client.get(url)
+    assert (response["X-Cache"], calls) == ("HIT", [])
+
+
+def test_schema_commands_run_as_the_owner():
+    commands = get_commands()
+    assert (commands["migrate"], commands["flush"]) == ("tenants", "tenants")
