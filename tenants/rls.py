@@ -1,10 +1,11 @@
 """PostgreSQL row-level security: which tenants the current statement may see, and as whom.
 
-Migration tenants/0003 puts a policy on every tenant-scoped table that admits a row only when
-its tenant is listed in the session setting ``carenotes.tenant_ids`` (or
-``carenotes.all_tenants`` is ``on``), and forces it on the table owner too. Statements run as
-the role ``carenotes_app``: no superuser, no BYPASSRLS, owner of nothing, so it cannot escape
-the policies.
+Migration tenants/0003 forces policies on every tenant-scoped table. Statements of the
+application run as ``carenotes_app``, which sees and writes a row only when its tenant is
+listed in the session setting ``carenotes.tenant_ids``; trusted cross-tenant work runs as
+``carenotes_system``, which sees every row but only while ``carenotes.all_tenants`` is
+``on``. Neither role is superuser, has BYPASSRLS or owns a table, so neither can escape the
+policies.
 
 Every statement Django sends goes through ``db_scope_wrapper`` (installed on each new
 connection). It compares the scope the code wants (``db_scope_current``) with the one last
@@ -18,8 +19,9 @@ Scopes, in order of trust:
   app role sees no tenant-scoped row.
 - a request's scope (``RowLevelSecurityMiddleware``): the tenants the authenticated
   principal belongs to, or all tenants for a superuser; no tenants before authentication.
-- ``SYSTEM`` (``rls_system()``): the app role with every tenant, for trusted reads that
-  precede or span tenants (building a principal from its memberships, seeding checks).
+- ``SYSTEM`` (``rls_system()``): ``carenotes_system`` with every tenant, for trusted work
+  that precedes or spans tenants (building a principal from its memberships, a superuser's
+  requests, the test suite's setup code).
 - ``OWNER`` (``rls_owner()``): back to the connecting (owner) user, for schema work only:
   ``migrate``, ``flush``, ``seed_notes`` (TRUNCATE, index rebuilds, VACUUM), benchmarks.
 """
@@ -39,9 +41,10 @@ from tenants.principal import Principal
 
 logger = logging.getLogger(__name__)
 
-# The role statements run as; created (NOLOGIN, no superuser, no BYPASSRLS) by migration
-# tenants/0003, which also grants it DML on the tables.
+# The roles statements run as; created (NOLOGIN, no superuser, no BYPASSRLS) by migration
+# tenants/0003, which also grants them DML on the tables.
 APP_ROLE = "carenotes_app"
+SYSTEM_ROLE = "carenotes_system"
 # ``SET ROLE NONE``: the connecting user again (the owner, in development and CI).
 SESSION_ROLE = "none"
 TENANT_IDS_SETTING = "carenotes.tenant_ids"
@@ -82,7 +85,7 @@ class DbScope:
 
 
 NO_TENANTS = DbScope(role=APP_ROLE, tenant_ids="", all_tenants=False)
-SYSTEM = DbScope(role=APP_ROLE, tenant_ids="", all_tenants=True)
+SYSTEM = DbScope(role=SYSTEM_ROLE, tenant_ids="", all_tenants=True)
 OWNER = DbScope(role=SESSION_ROLE, tenant_ids="", all_tenants=True)
 
 
@@ -168,7 +171,7 @@ def db_scope(scope: DbScope | RequestScope) -> Iterator[None]:
 
 
 def rls_system() -> contextlib.AbstractContextManager[None]:
-    """Run the block as the app role seeing every tenant (trusted, cross-tenant reads)."""
+    """Run the block as the system role seeing every tenant (trusted, cross-tenant work)."""
     return db_scope(SYSTEM)
 
 

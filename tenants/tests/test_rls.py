@@ -14,6 +14,7 @@ from tenants.rls import (
     APP_ROLE,
     NO_TENANTS,
     RLS_TABLES,
+    SYSTEM_ROLE,
     db_scope,
     rls_owner,
     rls_system,
@@ -39,8 +40,9 @@ def _rows(sql: str, params=()) -> list[tuple]:
         return cursor.fetchall()
 
 
-def test_the_migration_freezes_the_role_and_tables_of_tenants_rls():
-    assert (MIGRATION.APP_ROLE, MIGRATION.RLS_TABLES) == (APP_ROLE, RLS_TABLES)
+def test_the_migration_freezes_the_roles_and_tables_of_tenants_rls():
+    frozen = (MIGRATION.APP_ROLE, MIGRATION.SYSTEM_ROLE, MIGRATION.RLS_TABLES)
+    assert frozen == (APP_ROLE, SYSTEM_ROLE, RLS_TABLES)
 
 
 def test_every_tenant_table_forces_its_policy():
@@ -51,29 +53,38 @@ def test_every_tenant_table_forces_its_policy():
     )
     assert rows == [(table, True, True) for table in sorted(RLS_TABLES)]
     policies = _rows(
-        "SELECT tablename FROM pg_policies WHERE policyname = %s ORDER BY 1",
-        [MIGRATION.POLICY_NAME],
+        "SELECT tablename, policyname, roles[1] FROM pg_policies "
+        "WHERE policyname = ANY(%s) ORDER BY 1, 2",
+        [[MIGRATION.POLICY_NAME, MIGRATION.ALL_TENANTS_POLICY_NAME]],
     )
-    assert policies == [(table,) for table in sorted(RLS_TABLES)]
+    assert policies == [
+        row
+        for table in sorted(RLS_TABLES)
+        for row in (
+            (table, MIGRATION.ALL_TENANTS_POLICY_NAME, SYSTEM_ROLE),
+            (table, MIGRATION.POLICY_NAME, APP_ROLE),
+        )
+    ]
 
 
-def test_the_app_role_cannot_bypass_row_level_security():
-    role = _rows(
+@pytest.mark.parametrize("role", [APP_ROLE, SYSTEM_ROLE])
+def test_the_application_roles_cannot_bypass_row_level_security(role):
+    attributes = _rows(
         "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreaterole, rolcreatedb "
         "FROM pg_roles WHERE rolname = %s",
-        [APP_ROLE],
+        [role],
     )
-    assert role == [(False, False, False, False, False)]
+    assert attributes == [(False, False, False, False, False)]
     owners = _rows(
         "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname = ANY(%s)",
         [list(RLS_TABLES)],
     )
-    assert (APP_ROLE,) not in owners
+    assert (role,) not in owners
     # TRUNCATE ignores row-level security: the role must not hold it on any tenant table.
     truncatable = _rows(
         "SELECT relname FROM pg_class WHERE relname = ANY(%s) "
         "AND has_table_privilege(%s, oid, 'TRUNCATE')",
-        [list(RLS_TABLES), APP_ROLE],
+        [list(RLS_TABLES), role],
     )
     assert truncatable == []
 
@@ -81,6 +92,8 @@ def test_the_app_role_cannot_bypass_row_level_security():
 def test_statements_run_as_the_app_role_and_schema_work_as_the_owner():
     with rls_tenants([1]):
         assert _rows("SELECT current_user") == [(APP_ROLE,)]
+    with rls_system():
+        assert _rows("SELECT current_user") == [(SYSTEM_ROLE,)]
     with rls_owner():
         assert _rows("SELECT current_user = session_user") == [(True,)]
 
@@ -187,3 +200,24 @@ def test_a_warm_stats_hit_sends_no_scope_statement(token_client, monkeypatch):
 def test_schema_commands_run_as_the_owner():
     commands = get_commands()
     assert (commands["migrate"], commands["flush"]) == ("tenants", "tenants")
+
+
+def test_the_system_role_sees_nothing_without_the_switch(two_tenants):
+    switched_off = rls.DbScope(role=SYSTEM_ROLE, tenant_ids="", all_tenants=False)
+    with db_scope(switched_off):
+        assert _rows(NOTES_SQL) == []
+
+
+def test_the_stats_query_keeps_the_tenant_check_in_the_index_condition(two_tenants):
+    ours, _ = two_tenants
+    sql = (
+        "EXPLAIN (COSTS off) SELECT count(*) FROM carenotes_carenote "
+        "WHERE tenant_id = %s AND created_at >= %s AND created_at < %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be read whole
+    with rls_tenants([ours.tenant_id]):
+        plan = "\n".join(row[0] for row in _rows(sql, [ours.tenant_id, "2025-03-10", "2025-03-11"]))
+    # Checked row by row (a Filter), the policy cost the daily stats query 20 %.
+    assert "Index Cond: ((tenant_id = ANY (" in plan, plan
+    assert "Filter" not in plan, plan
