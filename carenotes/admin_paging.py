@@ -8,6 +8,8 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
 
+from tenants.rls import rls_owner
+
 # Deeper pages are not browsed; bigger numbers would overflow PostgreSQL's bigint OFFSET.
 PAGE_NUMBER_MAX = 1_000_000
 
@@ -18,7 +20,11 @@ def queryset_row_estimate(queryset) -> int:
         sql, params = queryset.query.sql_with_params()
     except EmptyResultSet:
         return 0
-    with connections[queryset.db].cursor() as cursor:
+    # As the owner: row-level security adds its own quals, whose default selectivities
+    # (a parameter array, an on/off switch) would skew the estimate, up to 50x low with
+    # 500 tenants. EXPLAIN without ANALYZE reads no row, and the queryset is already
+    # narrowed to the user's tenants by TenantScopedAdmin (docs/SECURITY.md).
+    with rls_owner(), connections[queryset.db].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]
     if isinstance(plan, str):  # psycopg decodes json; other drivers may not
