@@ -6,7 +6,8 @@ connection in three settings, interleaved round by round so that drift hits all 
 
 - ``owner``: the connecting superuser, which bypasses row-level security (the state before);
 - ``app_tenant``: ``carenotes_app`` scoped to that one tenant (what a member's request runs as);
-- ``app_all``: ``carenotes_app`` with ``carenotes.all_tenants`` on (a superuser's request).
+- ``system_all``: ``carenotes_system`` with ``carenotes.all_tenants`` on (a superuser's
+  request).
 
 It also prints each setting's EXPLAIN, to show the scan stays index-only. Seed first, e.g.
 ``manage.py seed_notes --notes 1000000 --reset``; ``make bench-rls`` runs it.
@@ -18,16 +19,14 @@ import statistics
 import sys
 import time
 
-NO_ROLE = "none"
 
-
-def _settings(tenant_id: int) -> dict[str, tuple[str, str, str]]:
-    from tenants.rls import APP_ROLE
+def _settings(tenant_id: int) -> dict[str, list[str]]:
+    from tenants.rls import OWNER, SYSTEM, tenants_scope
 
     return {
-        "owner": (NO_ROLE, "", "off"),
-        "app_tenant": (APP_ROLE, str(tenant_id), "off"),
-        "app_all": (APP_ROLE, "", "on"),
+        "owner": OWNER.as_params(),
+        "app_tenant": tenants_scope([tenant_id]).as_params(),
+        "system_all": SYSTEM.as_params(),
     }
 
 
