@@ -113,3 +113,9 @@ load: migrate load-install
 	$(DEVENV) $(BIN)/python tools/loadrun.py --host $(LOAD_HOST) --profile $(PROFILE) \
 		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) \
 		--max-p95-ms $(LOAD_MAX_P95_MS) --processes $(LOAD_PROCESSES)
+
+# Row-level security cost: the daily stats statements as the owner (no RLS), as carenotes_app
+# scoped to one tenant, and as carenotes_system (tools/bench_rls.py; seed 1M notes first).
+.PHONY: bench-rls
+bench-rls: migrate
+	$(DEVENV) $(BIN)/python tools/bench_rls.py $(BENCH_RLS_ARGS)
