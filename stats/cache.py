@@ -100,7 +100,7 @@ class _StatsCache:
             cache.make_key(f"stats:lock:{entry[len('stats:val:') :]}"),
         ]
         self.ttl = care_stats_ttl(tenant=tenant, day=day)
-        self.token = secrets.token_hex(8)
+        self.token = ""  # set when this request takes the lock; hits never need one
         self.seconds = 0.0
 
     def _timed(self, call: Callable, *args, **kwargs):
@@ -125,6 +125,7 @@ class _StatsCache:
         return _Lookup(stamp=stamp, data=data, locked=lock is not None)
 
     def lock(self) -> bool:
+        self.token = secrets.token_hex(8)
         return bool(
             self._timed(self.redis.set, self.keys[3], self.token, nx=True, px=STATS_LOCK_TIMEOUT_MS)
         )
