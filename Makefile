@@ -56,11 +56,11 @@ stop:
 clean: stop
 	rm -rf .data reports
 
-# Times the CareNote admin changelist on the configured database (tools/bench_admin.py;
+# Times the CareNote admin changelist on the configured database (bench/admin.py;
 # add synthetic notes first with BENCH_ADMIN_ARGS="--load 1000000", dev databases only).
 .PHONY: bench-admin
 bench-admin: install
-	$(DEVENV) $(BIN)/python tools/bench_admin.py $(BENCH_ADMIN_ARGS)
+	$(DEVENV) $(BIN)/python bench/admin.py $(BENCH_ADMIN_ARGS)
 
 # Stats benchmark: reference vs served vs floors at 100K and 1M notes (BENCH_ARGS="--scale 10m"
 # adds 10M over 500 tenants; --help lists options). Writes docs/benchmarks/ and PERFORMANCE.md.
