@@ -21,6 +21,7 @@ from carenotes.selectors import (
     note_page,
 )
 from carenotes.services import NOTE_BODY_MAX_LENGTH, note_create
+from carenotes.throttling import SCOPE_NOTES_READ, SCOPE_NOTES_WRITE
 from tenants.selectors import (
     principal_from_request,
     tenant_get_for_member,
@@ -68,6 +69,8 @@ class NoteListCreateView(APIView):
     """``GET``: a tenant's notes, newest first, keyset-paginated. ``POST``: record a note."""
 
     parser_classes = [JSONParser]
+    throttle_scope = SCOPE_NOTES_READ
+    throttle_scope_write = SCOPE_NOTES_WRITE
 
     class FilterSerializer(serializers.Serializer):
         tenant_id = _id_field(help_text="The tenant whose notes to list (required).")
@@ -162,6 +165,8 @@ class NoteListCreateView(APIView):
 
 class NoteDetailView(APIView):
     """One care note of a tenant the caller belongs to."""
+
+    throttle_scope = SCOPE_NOTES_READ
 
     @extend_schema(
         operation_id="notes_retrieve",
