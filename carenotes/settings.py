@@ -225,6 +225,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # 401, 429 and the request limits' 400/413 on every secured operation.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "carenotes.schema_hooks.postprocess_common_errors",
+    ],
 }
 
 # --- Internationalisation -------------------------------------------------------------------

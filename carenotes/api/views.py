@@ -31,6 +31,8 @@ from tenants.selectors import (
 # PostgreSQL bigint: larger ids would make the database raise instead of answering.
 DB_ID_MAX = 2**63 - 1
 
+BLANK_PARAM_ERROR = "Must not be empty; leave the parameter out instead."
+
 NOT_FOUND = OpenApiResponse(description="No such tenant or note, or the caller is not a member.")
 BAD_INPUT = OpenApiResponse(
     response=OpenApiTypes.OBJECT, description="Invalid input; keys name the fields."
@@ -91,6 +93,14 @@ class NoteListCreateView(APIView):
         page_size = serializers.IntegerField(
             min_value=1, max_value=NOTE_PAGE_SIZE_MAX, default=NOTE_PAGE_SIZE_DEFAULT
         )
+
+        def to_internal_value(self, data):
+            # DRF reads an empty optional query value as "not given"; the schema (and a
+            # careful client) means a value, so `?cursor=` is an error, not page one.
+            blank = {name: [BLANK_PARAM_ERROR] for name in self.fields if data.get(name) == ""}
+            if blank:
+                raise serializers.ValidationError(blank)
+            return super().to_internal_value(data)
 
     class InputSerializer(serializers.Serializer):
         tenant_id = _id_field()
