@@ -114,3 +114,13 @@ def test_api_conforms_to_its_schema_and_never_fails(case, real_ids, member, serv
     if real_ids:
         _use_real_ids(case, ids)
     case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
+
+
+def test_every_secured_operation_documents_the_common_errors():
+    document = _schema_document()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert {"400", "401", "429"} <= set(responses), (method, path)
+            assert "Retry-After" in responses["429"]["headers"], (method, path)
+            assert ("413" in responses) == ("requestBody" in operation), (method, path)
