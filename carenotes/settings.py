@@ -80,6 +80,8 @@ MIDDLEWARE = [
     "carenotes.observability.RequestLogMiddleware",
     # Oversized bodies (413) and query strings (400) are refused before anything reads them.
     "carenotes.limits.RequestLimitsMiddleware",
+    # A view whose PostgreSQL connection died answers 503 + Retry-After (carenotes/resilience.py).
+    "carenotes.resilience.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
