@@ -9,10 +9,11 @@ from django.core.cache import cache
 from django.test import override_settings
 from django_redis import get_redis_connection
 
-from carenotes import throttling
+from carenotes import seeding, throttling
 from carenotes.tests.factories import PatientFactory
 from stats.tests.factories import CARE_STATS_URL
 from tenants.tests.factories import MembershipFactory
+from tools.load_profile import MIXED_WAIT_SECONDS, SEED_WAIT_SECONDS, offered_ceiling
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +24,9 @@ PINNED_NOW = 1_700_000_000 - 1_700_000_000 % 60 + 10
 PINNED_RETRY_AFTER = 50
 # Nothing listens here (the project's port range on this machine): a Redis that is down.
 DEAD_REDIS_URL = "redis://127.0.0.1:8619/0"
+# make load's default user counts (Makefile USERS) per profile.
+SEED_USERS = 50
+MIXED_USERS = 200
 
 
 @pytest.fixture
@@ -143,3 +147,26 @@ def test_redis_down_fails_open_and_logs(tight_rates, token_client, patient, capl
         statuses = [_stats(client, patient).status_code for _ in range(3)]
     assert statuses == [HTTPStatus.OK] * 3
     assert "throttle stats unavailable, request let through" in caplog.text
+
+
+def _per_minute(scope: str) -> float:
+    limit, window_seconds = throttling.throttle_rate_parse(django_settings.THROTTLE_RATES[scope])
+    return limit * 60 / window_seconds
+
+
+def test_the_load_profiles_stay_under_the_default_rates():
+    # make load's users share the seed's tokens: one manager, one admin and two carers with
+    # tokens per tenant. An unlucky random split puts twice the mean share on one token.
+    tenants, unlucky_split = seeding.DEFAULT_TENANTS, 2
+    seed_stats = offered_ceiling(SEED_USERS, SEED_WAIT_SECONDS) / tenants
+    assert seed_stats * 60 * unlucky_split < _per_minute(throttling.SCOPE_STATS)
+    # Mixed profile: 200 users weighted managers 3, admins 2, carers 5; a carer's task is a
+    # stats read (as the tenant's manager), a POST and another stats read.
+    cycles = offered_ceiling(MIXED_USERS, MIXED_WAIT_SECONDS)
+    carer_cycles = cycles * 5 / 10
+    writes_per_token = carer_cycles / (tenants * seeding.CARERS_WITH_TOKENS)
+    reads_per_manager = (cycles * 3 / 10 + 2 * carer_cycles) / tenants
+    lists_per_admin = cycles * 2 / 10 / tenants
+    assert writes_per_token * 60 * unlucky_split < _per_minute(throttling.SCOPE_NOTES_WRITE)
+    assert reads_per_manager * 60 * unlucky_split < _per_minute(throttling.SCOPE_STATS)
+    assert lists_per_admin * 60 * unlucky_split < _per_minute(throttling.SCOPE_NOTES_READ)
