@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from carenotes.models import CareNote
 from carenotes.services import NOTE_BODY_MAX_LENGTH
-from carenotes.tests.factories import PatientFactory
+from carenotes.tests.factories import PatientFactory, note_payload
 from stats.tests.factories import CARE_STATS_URL
 from tenants.tests.factories import MembershipFactory
 
@@ -32,16 +32,8 @@ def client(token_client, patient):
 
 
 def _note_json(patient, body: str) -> bytes:
-    payload = {
-        "tenant_id": patient.tenant_id,
-        "facility_id": patient.facility_id,
-        "patient_id": patient.pk,
-        "category": "observation",
-        "priority": 3,
-        "body": body,
-        "created_at": (timezone.now() - timedelta(minutes=1)).isoformat(),
-    }
-    return json.dumps(payload).encode()
+    created_at = (timezone.now() - timedelta(minutes=1)).isoformat()
+    return json.dumps(note_payload(patient, body=body, created_at=created_at)).encode()
 
 
 def test_the_largest_valid_note_fits_under_the_body_limit(client, patient):

@@ -10,7 +10,7 @@ from django.test import override_settings
 from django_redis import get_redis_connection
 
 from carenotes import seeding, throttling
-from carenotes.tests.factories import PatientFactory
+from carenotes.tests.factories import PatientFactory, note_payload
 from stats.tests.factories import CARE_STATS_URL
 from tenants.tests.factories import MembershipFactory
 from tools.load_profile import MIXED_WAIT_SECONDS, SEED_WAIT_SECONDS, offered_ceiling
@@ -115,14 +115,7 @@ def test_note_writes_have_their_own_budget(tight_rates, token_client, patient):
     assert client.get(NOTES_URL, {"tenant_id": patient.tenant_id}).status_code == (
         HTTPStatus.TOO_MANY_REQUESTS
     )
-    payload = {
-        "tenant_id": patient.tenant_id,
-        "facility_id": patient.facility_id,
-        "patient_id": patient.pk,
-        "category": "observation",
-        "priority": 3,
-        "body": "Settled.",
-    }
+    payload = note_payload(patient)
     statuses = [client.post(NOTES_URL, payload, format="json").status_code for _ in range(3)]
     assert statuses == [HTTPStatus.CREATED, HTTPStatus.CREATED, HTTPStatus.TOO_MANY_REQUESTS]
 
