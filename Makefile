@@ -113,3 +113,8 @@ load: migrate load-install
 	$(DEVENV) $(BIN)/python tools/loadrun.py --host $(LOAD_HOST) --profile $(PROFILE) \
 		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) \
 		--max-p95-ms $(LOAD_MAX_P95_MS) --processes $(LOAD_PROCESSES)
+
+# Throttle cost: DRF's ScopedRateThrottle vs the Redis fixed window (tools/bench_throttle.py).
+.PHONY: bench-throttle
+bench-throttle: install
+	$(DEVENV) $(BIN)/python tools/bench_throttle.py $(BENCH_THROTTLE_ARGS)
