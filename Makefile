@@ -56,11 +56,11 @@ stop:
 clean: stop
 	rm -rf .data reports
 
-# Times the CareNote admin changelist on the configured database (tools/bench_admin.py;
+# Times the CareNote admin changelist on the configured database (bench/admin.py;
 # add synthetic notes first with BENCH_ADMIN_ARGS="--load 1000000", dev databases only).
 .PHONY: bench-admin
 bench-admin: install
-	$(DEVENV) $(BIN)/python tools/bench_admin.py $(BENCH_ADMIN_ARGS)
+	$(DEVENV) $(BIN)/python bench/admin.py $(BENCH_ADMIN_ARGS)
 
 # Stats benchmark: reference vs served vs floors at 100K and 1M notes (BENCH_ARGS="--scale 10m"
 # adds 10M over 500 tenants; --help lists options). Writes docs/benchmarks/ and PERFORMANCE.md.
@@ -113,6 +113,11 @@ load: migrate load-install
 	$(DEVENV) $(BIN)/python tools/loadrun.py --host $(LOAD_HOST) --profile $(PROFILE) \
 		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) \
 		--max-p95-ms $(LOAD_MAX_P95_MS) --processes $(LOAD_PROCESSES)
+
+# Throttle cost: DRF's ScopedRateThrottle vs the Redis fixed window (tools/bench_throttle.py).
+.PHONY: bench-throttle
+bench-throttle: install
+	$(DEVENV) $(BIN)/python tools/bench_throttle.py $(BENCH_THROTTLE_ARGS)
 
 # Row-level security cost: the daily stats statements as the owner (no RLS), as carenotes_app
 # scoped to one tenant, and as carenotes_system (tools/bench_rls.py; seed 1M notes first).

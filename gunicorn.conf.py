@@ -27,6 +27,13 @@ worker_class = os.environ.get("GUNICORN_WORKER_CLASS", DEFAULT_WORKER_CLASS)
 threads = _env_int("GUNICORN_THREADS", DEFAULT_THREADS)
 backlog = _env_int("GUNICORN_BACKLOG", 2048)
 
+# Protocol limits, enforced by gunicorn before Django with a 400: the request line bounds
+# path and query string (Django answers a JSON 400 beyond DJANGO_MAX_QUERY_STRING first),
+# header count and size bound what one client can make a worker buffer.
+limit_request_line = _env_int("GUNICORN_LIMIT_REQUEST_LINE", 8190)
+limit_request_fields = _env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 100)
+limit_request_field_size = _env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190)
+
 # A request slower than this is stuck (stats are served from Redis in milliseconds).
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)

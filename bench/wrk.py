@@ -3,6 +3,7 @@
 import json
 import resource
 import shutil
+import statistics
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -41,6 +42,24 @@ class WrkResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def median_of(results: list[WrkResult]) -> WrkResult:
+    """Combine interleaved runs of one endpoint: medians of rates and percentiles."""
+    first = results[0]
+    return WrkResult(
+        url=first.url,
+        connections=first.connections,
+        seconds=round(sum(r.seconds for r in results), 3),
+        requests=sum(r.requests for r in results),
+        rps=statistics.median(r.rps for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p95_ms=statistics.median(r.p95_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        mean_ms=statistics.median(r.mean_ms for r in results),
+        errors=sum(r.errors for r in results),
+        generator_cpu_share=statistics.median(r.generator_cpu_share for r in results),
+    )
 
 
 def wrk_available() -> bool:

@@ -1,6 +1,7 @@
 """Django settings for carenotes, read from the environment in one place (12-factor)."""
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -77,6 +78,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its id and duration cover every other middleware (and their early answers).
     "carenotes.observability.RequestLogMiddleware",
+    # Oversized bodies (413) and query strings (400) are refused before anything reads them.
+    "carenotes.limits.RequestLimitsMiddleware",
+    # A view whose PostgreSQL connection died answers 503 + Retry-After (carenotes/resilience.py).
+    "carenotes.resilience.DatabaseUnavailableMiddleware",
     # Before anything that may query: every statement of the request runs under row-level
     # security scoped to the caller's tenants (tenants/rls.py).
     "tenants.rls.RowLevelSecurityMiddleware",
@@ -183,7 +188,39 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Per user and per endpoint scope, counted in Redis (carenotes/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["carenotes.throttling.RedisFixedWindowThrottle"],
 }
+
+# --- Throttling (requests per user and scope; "<count>/<s|m|h|d>", "off" disables a scope) --
+# Defaults sit well above the load profiles (docs/SECURITY.md, "Throttling"): the seed
+# profile shares five manager tokens among 50 users, ~180 stats req/s per token on average.
+THROTTLE_RATE_DEFAULTS = {
+    "stats": "60000/m",
+    "notes_read": "3000/m",
+    "notes_write": "2400/m",
+    "me": "3000/m",
+}
+THROTTLE_RATE_PATTERN = r"^[1-9][0-9]*/[smhd]$"
+THROTTLE_RATES = {}
+for _scope, _default in THROTTLE_RATE_DEFAULTS.items():
+    _env_name = f"THROTTLE_RATE_{_scope.upper()}"
+    _rate = os.environ.get(_env_name, "") or _default
+    if _rate == "off":
+        continue
+    if not re.fullmatch(THROTTLE_RATE_PATTERN, _rate):
+        raise ImproperlyConfigured(
+            f"{_env_name} must look like 600/m (count per s, m, h or d) or be off, got {_rate!r}"
+        )
+    THROTTLE_RATES[_scope] = _rate
+
+# --- Request limits (carenotes/limits.py answers 413 / 400 before any view runs) -----------
+# The largest API body is a note: 10,000 characters, at most ~120 KB as JSON escapes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 256 * 1024)
+# Query parameters and form fields per request; the API takes at most ten.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DJANGO_MAX_FIELDS", 1000)
+# Longer query strings are refused (400); gunicorn's limit_request_line bounds the whole line.
+QUERY_STRING_MAX_LENGTH = env_int("DJANGO_MAX_QUERY_STRING", 4096)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "carenotes API",
@@ -193,6 +230,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # 401, 429 and the request limits' 400/413 on every secured operation.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "carenotes.schema_hooks.postprocess_common_errors",
+    ],
 }
 
 # --- Internationalisation -------------------------------------------------------------------

@@ -50,6 +50,11 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 """
+# Release the lock only if still ours.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
 
 
 class CacheStatus(StrEnum):
@@ -100,7 +105,7 @@ class _StatsCache:
             cache.make_key(f"stats:lock:{entry[len('stats:val:') :]}"),
         ]
         self.ttl = care_stats_ttl(tenant=tenant, day=day)
-        self.token = secrets.token_hex(8)
+        self.token = ""  # set when this request takes the lock; hits never need one
         self.seconds = 0.0
 
     def _timed(self, call: Callable, *args, **kwargs):
@@ -125,9 +130,14 @@ class _StatsCache:
         return _Lookup(stamp=stamp, data=data, locked=lock is not None)
 
     def lock(self) -> bool:
+        self.token = secrets.token_hex(8)
         return bool(
             self._timed(self.redis.set, self.keys[3], self.token, nx=True, px=STATS_LOCK_TIMEOUT_MS)
         )
+
+    def unlock(self) -> None:
+        script = self.redis.register_script(_UNLOCK)
+        self._timed(script, keys=self.keys[3:4], args=[self.token])
 
     def wait(self) -> _Lookup | None:
         """Poll until the lock holder's entry arrives; None when it gives up or time runs out."""
@@ -170,7 +180,13 @@ def care_stats_get_cached(
         found = stats_cache.lookup()
         if found.data is not None:
             return CachedStats(found.data, CacheStatus.HIT, stats_cache.seconds)
-        if not stats_cache.lock():
+        if stats_cache.lock():
+            # The previous holder may have stored and unlocked between our lookup and lock.
+            found = stats_cache.lookup()
+            if found.data is not None:
+                stats_cache.unlock()
+                return CachedStats(found.data, CacheStatus.HIT, stats_cache.seconds)
+        else:
             arrived = stats_cache.wait()
             if arrived is not None:
                 return CachedStats(arrived.data, CacheStatus.HIT, stats_cache.seconds)

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from carenotes.models import Category
+from carenotes.throttling import SCOPE_STATS
 from stats.cache import CacheStatus, care_stats_get_cached
 from stats.selectors import PRIORITY_KEYS, CareStats, local_today
 from tenants.selectors import principal_from_request, tenant_get_for_principal
@@ -229,6 +230,8 @@ class CareStatsView(APIView):
             help_text="total_notes / distinct patients with a note that day, 2 decimals "
             "(halves round up); 0 when there is none.",
         )
+
+    throttle_scope = SCOPE_STATS
 
     def dispatch(self, request, *args, **kwargs):
         self.timing = ServerTiming()

@@ -6,6 +6,16 @@ from rest_framework import authentication, exceptions
 from tenants.selectors import principal_get_for_token
 
 KEYWORD = "Token"
+TENANT_PARAM = "tenant_id"
+MAX_ID_DIGITS = 19  # PostgreSQL bigint
+
+
+def _named_tenant_id(request) -> int | None:
+    """Return the ``tenant_id`` query parameter when it looks like an id (validated later)."""
+    raw = request.query_params.get(TENANT_PARAM, "")
+    if raw.isascii() and raw.isdigit() and len(raw) <= MAX_ID_DIGITS:
+        return int(raw)
+    return None
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
@@ -27,7 +37,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
             key = header[1].decode("ascii")
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid token header: non-ASCII key.") from exc
-        principal = principal_get_for_token(key=key)
+        principal = principal_get_for_token(key=key, tenant_id=_named_tenant_id(request))
         if principal is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.")
         user = get_user_model()(

@@ -21,6 +21,15 @@ def cache_get(key: str) -> Any:
         return None
 
 
+def cache_get_many(keys: list[str]) -> dict[str, Any]:
+    """Return the cached values found for ``keys`` in one round trip ({} if Redis is down)."""
+    try:
+        return cache.get_many(keys)
+    except CACHE_ERRORS as exc:
+        logger.warning("cache get of %d keys failed: %s", len(keys), exc)
+        return {}
+
+
 def cache_set(key: str, value: Any, timeout: int) -> None:
     """Store ``value``; a Redis failure is logged and otherwise ignored."""
     try:

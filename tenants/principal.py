@@ -14,6 +14,8 @@ class Principal:
     is_staff: bool
     roles: dict[int, str] = field(default_factory=dict)
     expires_at: datetime | None = None
+    # Facts of the tenant the request names, fetched with the principal (never cached here).
+    prefetched_tenants: dict[int, "TenantInfo"] = field(default_factory=dict, compare=False)
 
     def role_in(self, tenant_id: int) -> str | None:
         """Return the caller's role in ``tenant_id``, or None when not a member."""

@@ -6,11 +6,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from carenotes.throttling import SCOPE_ME
 from tenants.selectors import principal_from_request
 
 
 class MeView(APIView):
     """Who the caller is and their role in each tenant; served from the principal cache."""
+
+    throttle_scope = SCOPE_ME
 
     class OutputSerializer(serializers.Serializer):
         class MembershipSerializer(serializers.Serializer):

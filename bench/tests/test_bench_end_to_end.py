@@ -21,6 +21,7 @@ def test_bench_runs_end_to_end_on_a_tiny_data_set(tmp_path):
         [
             "--sizes=tiny",
             "--seconds=1",
+            "--rounds=1",
             "--repeat=3",
             f"--out={tmp_path}",
             f"--performance-md={performance_md}",

@@ -121,3 +121,19 @@ def test_wrk_summary_is_parsed_from_the_done_hook_line():
     assert parse_wrk_output(output) == {"requests": 10, "p50_us": 1500}
     with pytest.raises(RuntimeError):
         parse_wrk_output("no summary here")
+
+
+def test_interleaved_wrk_rounds_combine_as_medians_and_sums():
+    from bench.wrk import WrkResult, median_of
+
+    def run(rps, p50, errors):
+        return WrkResult("u", 16, 3.0, int(rps * 3), rps, p50, p50, p50, p50, errors, 0.2)
+
+    combined = median_of([run(100, 5.0, 0), run(300, 1.0, 1), run(200, 2.0, 0)])
+    assert (combined.rps, combined.p50_ms, combined.requests, combined.errors) == (
+        200,
+        2.0,
+        1800,
+        1,
+    )
+    assert combined.seconds == 9.0

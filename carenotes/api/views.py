@@ -21,6 +21,7 @@ from carenotes.selectors import (
     note_page,
 )
 from carenotes.services import NOTE_BODY_MAX_LENGTH, note_create
+from carenotes.throttling import SCOPE_NOTES_READ, SCOPE_NOTES_WRITE
 from tenants.selectors import (
     principal_from_request,
     tenant_get_for_member,
@@ -29,6 +30,8 @@ from tenants.selectors import (
 
 # PostgreSQL bigint: larger ids would make the database raise instead of answering.
 DB_ID_MAX = 2**63 - 1
+
+BLANK_PARAM_ERROR = "Must not be empty; leave the parameter out instead."
 
 NOT_FOUND = OpenApiResponse(description="No such tenant or note, or the caller is not a member.")
 BAD_INPUT = OpenApiResponse(
@@ -68,6 +71,8 @@ class NoteListCreateView(APIView):
     """``GET``: a tenant's notes, newest first, keyset-paginated. ``POST``: record a note."""
 
     parser_classes = [JSONParser]
+    throttle_scope = SCOPE_NOTES_READ
+    throttle_scope_write = SCOPE_NOTES_WRITE
 
     class FilterSerializer(serializers.Serializer):
         tenant_id = _id_field(help_text="The tenant whose notes to list (required).")
@@ -88,6 +93,14 @@ class NoteListCreateView(APIView):
         page_size = serializers.IntegerField(
             min_value=1, max_value=NOTE_PAGE_SIZE_MAX, default=NOTE_PAGE_SIZE_DEFAULT
         )
+
+        def to_internal_value(self, data):
+            # DRF reads an empty optional query value as "not given"; the schema (and a
+            # careful client) means a value, so `?cursor=` is an error, not page one.
+            blank = {name: [BLANK_PARAM_ERROR] for name in self.fields if data.get(name) == ""}
+            if blank:
+                raise serializers.ValidationError(blank)
+            return super().to_internal_value(data)
 
     class InputSerializer(serializers.Serializer):
         tenant_id = _id_field()
@@ -162,6 +175,8 @@ class NoteListCreateView(APIView):
 
 class NoteDetailView(APIView):
     """One care note of a tenant the caller belongs to."""
+
+    throttle_scope = SCOPE_NOTES_READ
 
     @extend_schema(
         operation_id="notes_retrieve",

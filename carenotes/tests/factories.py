@@ -30,3 +30,16 @@ class CareNoteFactory(factory.django.DjangoModelFactory):
     priority = 3
     body = "Resident settled, ate well, no concerns."
     created_at = factory.LazyFunction(lambda: datetime(2025, 3, 10, 12, 0, tzinfo=UTC))
+
+
+def note_payload(patient: Patient, **overrides) -> dict:
+    """Return a valid POST /api/notes/ body for ``patient`` (an observation, priority 3)."""
+    return {
+        "tenant_id": patient.tenant_id,
+        "facility_id": patient.facility_id,
+        "patient_id": patient.pk,
+        "category": Category.OBSERVATION.value,
+        "priority": 3,
+        "body": "Settled.",
+        **overrides,
+    }

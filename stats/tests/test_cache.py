@@ -227,3 +227,47 @@ def test_cache_switched_off_computes_every_time_and_says_bypass(settings, care_g
         for _ in range(2)
     ]
     assert (statuses, len(calls)) == (["BYPASS", "BYPASS"], 2)
+
+
+def test_an_entry_stored_between_miss_and_lock_is_used_not_recomputed(care_group, monkeypatch):
+    info = tenant_info_of(care_group.tenant)
+    first = care_stats_get_cached(
+        tenant=info,
+        day=DAY,
+        facility_ids=info.facility_ids,
+        serialize=lambda stats: {"n": stats.total_notes},
+    )
+    assert first.status == "MISS"
+    stored = get_redis_connection("default").get(
+        cache.make_key(care_stats_entry_key(tenant=info, day=DAY, facility_ids=info.facility_ids))
+    )
+    calls = _count_computations(monkeypatch)
+    real_lookup = stats_cache._StatsCache.lookup
+    lookups = []
+
+    def lookup_racing_a_holder(self):
+        lookups.append(1)
+        if len(lookups) == 1:
+            # Our first look finds nothing; another request stores it right after.
+            self.redis.delete(self.keys[2])
+            found = real_lookup(self)
+            self.redis.set(self.keys[2], stored)
+            return found
+        return real_lookup(self)
+
+    monkeypatch.setattr(stats_cache._StatsCache, "lookup", lookup_racing_a_holder)
+    result = care_stats_get_cached(
+        tenant=info,
+        day=DAY,
+        facility_ids=info.facility_ids,
+        serialize=lambda stats: {"n": stats.total_notes},
+    )
+    assert (result.status, len(calls)) == ("HIT", 0)
+    assert not get_redis_connection("default").exists(
+        cache.make_key(
+            "stats:lock:"
+            + care_stats_entry_key(tenant=info, day=DAY, facility_ids=info.facility_ids)[
+                len("stats:val:") :
+            ]
+        )
+    )

@@ -42,7 +42,7 @@ def test_the_operation_documents_its_parameters_and_errors(openapi):
 
     assert set(parameters) == {"tenant_id", "facility_ids", "date"}
     assert parameters["tenant_id"]["required"] is True
-    assert set(operation["responses"]) == {"200", "400", "401", "404"}
+    assert set(operation["responses"]) == {"200", "400", "401", "404", "429"}
     assert set(operation["responses"]["200"]["headers"]) == {"X-Cache", "Server-Timing"}
 
 

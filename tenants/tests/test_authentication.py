@@ -117,3 +117,18 @@ def test_deleted_token_stops_working_even_when_cached(api_client):
     assert client.get(ME_URL).status_code == HTTPStatus.OK  # now cached
     token.delete()
     assert client.get(ME_URL).status_code == HTTPStatus.UNAUTHORIZED
+
+
+def test_the_named_tenants_facts_come_with_the_principal_in_one_round_trip(
+    token_client, monkeypatch
+):
+    membership = MembershipFactory(role="manager")
+    client = token_client(membership.user)
+    url = f"/api/care-stats/?tenant_id={membership.tenant_id}"
+    assert client.get(url).status_code == HTTPStatus.OK  # caches principal and tenant facts
+
+    def separate_lookup(**kwargs):
+        raise AssertionError("tenant facts were fetched in a separate round trip")
+
+    monkeypatch.setattr("tenants.selectors.tenant_info_get", separate_lookup)
+    assert client.get(url).status_code == HTTPStatus.OK

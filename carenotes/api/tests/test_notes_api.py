@@ -7,6 +7,7 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from carenotes.api.views import BLANK_PARAM_ERROR
 from carenotes.models import CareNote
 from carenotes.selectors import NOTE_PAGE_SIZE_DEFAULT, NOTE_PAGE_SIZE_MAX
 from carenotes.services import NOTE_BODY_MAX_LENGTH, NOTE_FUTURE_TOLERANCE
@@ -441,3 +442,10 @@ def test_detail_of_another_tenants_note_is_the_same_404_as_a_missing_one(client)
     assert to_huge.status_code == HTTPStatus.NOT_FOUND
     assert to_foreign.json() == to_missing.json() == {"detail": "Not found."}
     assert foreign.body not in to_foreign.content.decode()
+
+
+def test_list_refuses_empty_query_values_instead_of_ignoring_them(client, patient):
+    # Found by the schema fuzzing: `?cursor=` used to be read as "no cursor" (page one).
+    response = client.get(LIST_URL, {"tenant_id": patient.tenant_id, "cursor": "", "priority": ""})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json() == {"cursor": [BLANK_PARAM_ERROR], "priority": [BLANK_PARAM_ERROR]}

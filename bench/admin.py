@@ -1,7 +1,7 @@
 """Time the CareNote admin changelist and count its queries on the configured database.
 
-    python tools/bench_admin.py --load 1000000   # once: add synthetic notes (dev DB only!)
-    python tools/bench_admin.py                  # measure
+    python bench/admin.py --load 1000000   # once: add synthetic notes (dev DB only!)
+    python bench/admin.py                  # measure
 
 `--load` adds BENCH tenants, facilities, patients and N notes with one INSERT ... SELECT
 generate_series, then VACUUM ANALYZE. The measurement opens each page through Django's
