@@ -32,6 +32,7 @@ from carenotes.models import CareNote
 from carenotes.resilience import DATABASE_UNAVAILABLE_DETAIL
 from carenotes.tests.factories import PatientFactory
 from tenants.models import Tenant
+from tenants.rls import rls_owner
 from tenants.services import api_token_create
 from tenants.tests.factories import MembershipFactory
 
@@ -381,7 +382,8 @@ def test_redis_stopped_mid_traffic_stats_bypass_notes_written_cache_resumes(worl
 
 
 def _terminate_backends(database: str) -> int:
-    with connection.cursor() as cursor:
+    # The owner (superuser here): the app roles may not signal the server's backends.
+    with rls_owner(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()",

@@ -54,33 +54,40 @@ $$;
 """
 
 
-def _grants_sql(role: str) -> str:
-    return f"""
-DO $$
-BEGIN
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO {role}', current_schema());
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO {role}', current_schema());
-    EXECUTE format('GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA %I TO {role}', current_schema());
-    -- Tables and sequences later migrations create (as this same owner).
-    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}', current_schema());
-    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role}', current_schema());
-END
-$$;
-"""
+# (grant, its reverse) per role, in the current schema ("%I" is filled with its name).
+PRIVILEGES = [
+    ("GRANT USAGE ON SCHEMA %I TO {role}", "REVOKE USAGE ON SCHEMA %I FROM {role}"),
+    (
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO {role}",
+        "REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM {role}",
+    ),
+    (
+        "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA %I TO {role}",
+        "REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM {role}",
+    ),
+    # Tables and sequences later migrations create (as this same owner).
+    (
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE ALL ON TABLES FROM {role}",
+    ),
+    (
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role}",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE ALL ON SEQUENCES FROM {role}",
+    ),
+]
 
 
-def _revoke_grants_sql(role: str) -> str:
-    return f"""
-DO $$
-BEGIN
-    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE ALL ON SEQUENCES FROM {role}', current_schema());
-    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE ALL ON TABLES FROM {role}', current_schema());
-    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM {role}', current_schema());
-    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM {role}', current_schema());
-    EXECUTE format('REVOKE USAGE ON SCHEMA %I FROM {role}', current_schema());
-END
-$$;
-"""
+def _in_current_schema(statements) -> str:
+    executes = "".join(
+        f"    EXECUTE format('{statement}', current_schema());\n" for statement in statements
+    )
+    return f"DO $$\nBEGIN\n{executes}END\n$$;\n"
+
+
+GRANTS = _in_current_schema(grant.format(role=role) for role in ROLES for grant, _ in PRIVILEGES)
+REVOKE_GRANTS = _in_current_schema(
+    revoke.format(role=role) for role in ROLES for _, revoke in reversed(PRIVILEGES)
+)
 
 
 FUNCTIONS = """
@@ -130,9 +137,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL("".join(map(_create_role_sql, ROLES)), migrations.RunSQL.noop),
-        migrations.RunSQL(
-            "".join(map(_grants_sql, ROLES)), "".join(map(_revoke_grants_sql, ROLES))
-        ),
+        migrations.RunSQL(GRANTS, REVOKE_GRANTS),
         migrations.RunSQL(FUNCTIONS, DROP_FUNCTIONS),
         migrations.RunSQL(
             "".join(_policy_sql(table, column) for table, column in RLS_TABLES.items()),
