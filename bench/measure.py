@@ -7,6 +7,7 @@ prints one JSON object on stdout.
 """
 
 import argparse
+import contextvars
 import http.client
 import json
 import os
@@ -99,16 +100,20 @@ def concurrent_wall(calls: list[Callable[[], object]]) -> float:
     barrier = threading.Barrier(len(calls) + 1)
     errors: list[BaseException] = []
 
-    def worker(call):
+    def worker(call, context):
         barrier.wait()
         try:
-            call()
+            # Threads start with an empty context; run in a copy of ours so the database
+            # scope (tenants.rls) entered by the caller applies here too.
+            context.run(call)
         except BaseException as exc:  # reported below; a benchmark must not hide failures
             errors.append(exc)
         finally:
             close_old_connections()
 
-    threads = [threading.Thread(target=worker, args=(call,)) for call in calls]
+    threads = [
+        threading.Thread(target=worker, args=(call, contextvars.copy_context())) for call in calls
+    ]
     for thread in threads:
         thread.start()
     barrier.wait()
@@ -187,6 +192,14 @@ def measure(*, base_url: str, credentials: Path, repeat: int) -> dict:
         lambda: care_stats_reference(tenant=tenant, day=day, facility_ids=one_facility),
         max(3, repeat // 3),
     )
+    reference = care_stats_reference(tenant=tenant, day=day, facility_ids=tenant.facility_ids)
+    served = client.get(params_all)
+    if (reference.total_notes, served["total_notes"]) != (day_notes, day_notes):
+        # A benchmark that times the wrong work is worse than none (e.g. a lost RLS scope).
+        raise RuntimeError(
+            f"busiest day has {day_notes} notes, reference counted {reference.total_notes}, "
+            f"the endpoint {served['total_notes']}"
+        )
     served_single = timed(lambda: client.get(params_all), repeat, before=cold)
     served_filtered = timed(lambda: client.get(params_one), repeat, before=cold)
     client.get(params_all)  # warm
@@ -196,7 +209,12 @@ def measure(*, base_url: str, credentials: Path, repeat: int) -> dict:
     spread = [tenants[i % len(tenants)] for i in range(CONCURRENT_REQUESTS)]
 
     def ref_call(info):
-        return lambda: care_stats_reference(tenant=info, day=day, facility_ids=info.facility_ids)
+        def call():
+            stats = care_stats_reference(tenant=info, day=day, facility_ids=info.facility_ids)
+            if stats.total_notes == 0:
+                raise RuntimeError(f"reference saw no notes of tenant {info.id} on {day}")
+
+        return call
 
     def served_call(info):
         http_client = StatsClient(base_url, tokens[info.id])
