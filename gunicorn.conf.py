@@ -44,9 +44,10 @@ keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
 
-# "-" is on (stderr); an empty GUNICORN_ACCESSLOG turns the access log off (the application's
-# JSON request line, carenotes.observability, carries the same facts plus tenant and user).
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
+# Off by default: the application's JSON request line (carenotes.observability) carries the
+# same facts plus tenant and user, and a second line per request cost measurable throughput
+# under the seed load profile (docs/PERFORMANCE.md). GUNICORN_ACCESSLOG=- turns it on (stderr).
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "") or None
 access_log_format = os.environ.get(
     "GUNICORN_ACCESS_LOG_FORMAT",
     '%(h)s "%(r)s" %(s)s %(b)sB %(M)sms request_id=%({x-request-id}o)s',

@@ -40,7 +40,7 @@ def test_defaults_are_the_measured_choice(monkeypatch):
     assert (config["worker_class"], config["threads"]) == ("gthread", 4)
     assert config["max_requests"] > 0
     assert 0 < config["max_requests_jitter"] < config["max_requests"]
-    assert config["accesslog"] == "-"
+    assert config["accesslog"] is None
     assert "%(M)s" in config["access_log_format"]
     assert config["control_socket_disable"] is True
 
@@ -54,7 +54,7 @@ def test_every_setting_follows_its_environment_variable(monkeypatch):
         GUNICORN_TIMEOUT="9",
         GUNICORN_MAX_REQUESTS="100",
         GUNICORN_MAX_REQUESTS_JITTER="10",
-        GUNICORN_ACCESSLOG="",
+        GUNICORN_ACCESSLOG="-",
     )
     assert (config["workers"], config["worker_class"], config["threads"]) == (7, "gthread", 4)
     assert (config["timeout"], config["max_requests"], config["max_requests_jitter"]) == (
@@ -62,7 +62,7 @@ def test_every_setting_follows_its_environment_variable(monkeypatch):
         100,
         10,
     )
-    assert config["accesslog"] is None
+    assert config["accesslog"] == "-"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -106,6 +106,7 @@ def test_gunicorn_serves_readyz_with_request_ids_in_both_logs(tmp_path):
         "DJANGO_SECURE_SSL_REDIRECT": "0",
         "DJANGO_ALLOWED_HOSTS": "localhost",
         "GUNICORN_WORKERS": "1",
+        "GUNICORN_ACCESSLOG": "-",
         # An existing static root: whitenoise warns on stderr (not JSON) when it is missing.
         "DJANGO_STATIC_ROOT": str(static_root),
     }
