@@ -205,14 +205,23 @@ def measure(*, base_url: str, credentials: Path, repeat: int) -> dict:
     client.get(params_all)  # warm
     served_hit = timed(lambda: client.get(params_all), repeat * 3)
 
-    tenants = [tenant_info_get(tenant_id=tid) for tid in sorted(tokens)]
+    tenants = [tenant_info_get(tenant_id=tid) for tid in sorted(tokens)[:CONCURRENT_REQUESTS]]
     spread = [tenants[i % len(tenants)] for i in range(CONCURRENT_REQUESTS)]
+
+    # What each tenant's day holds, computed here so the threads' answers can be checked.
+    expected = {
+        info.id: care_stats_get(tenant=info, day=day, facility_ids=info.facility_ids).total_notes
+        for info in spread
+    }
 
     def ref_call(info):
         def call():
             stats = care_stats_reference(tenant=info, day=day, facility_ids=info.facility_ids)
-            if stats.total_notes == 0:
-                raise RuntimeError(f"reference saw no notes of tenant {info.id} on {day}")
+            if stats.total_notes != expected[info.id]:
+                raise RuntimeError(
+                    f"reference counted {stats.total_notes} notes of tenant {info.id} on {day}, "
+                    f"expected {expected[info.id]}"
+                )
 
         return call
 

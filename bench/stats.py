@@ -165,10 +165,11 @@ def measure_in_process(env: dict[str, str], base_url: str, credentials: Path, re
         ],
         cwd=ROOT,
         env=env,
-        check=True,
         capture_output=True,
         text=True,
     )
+    if completed.returncode != 0:
+        raise RuntimeError(f"bench.measure failed:\n{completed.stderr}")
     return json.loads(completed.stdout)
 
 

@@ -1,5 +1,6 @@
 """The covering index answers the daily stats query with an index-only scan."""
 
+import importlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -47,3 +48,17 @@ def test_daily_stats_query_is_an_index_only_scan_on_the_covering_index():
     )
     plan = _explain(queryset)
     assert f"Index Only Scan using {STATS_INDEX_NAME}" in plan, plan
+
+
+def test_the_planner_knows_a_facility_determines_its_tenant():
+    migration = importlib.import_module(
+        "carenotes.migrations.0004_carenote_tenant_facility_statistics"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT stxkind FROM pg_statistic_ext WHERE stxname = %s",
+            [migration.STATISTICS_NAME],
+        )
+        [kinds] = cursor.fetchone()
+    # pg_statistic_ext.stxkind: d = n-distinct counts, f = functional dependencies.
+    assert sorted(kinds) == ["d", "f"]
