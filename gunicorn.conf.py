@@ -14,13 +14,14 @@ def _env_int(name: str, default: int) -> int:
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Measured on 2 cores (docs/PERFORMANCE.md): gthread keeps client connections alive, which
-# spares a TCP handshake per request on both ends; one process per core plus one overlaps the
-# short waits on Redis/PostgreSQL; 4 threads absorb bursts. More processes only add
-# scheduling and memory on a CPU-bound Python app.
+# spares a TCP handshake per request on both ends. One thread per process: with several,
+# requests of one process queue on the GIL and the seed profile's p95 suffered (gthread 3 x 4
+# vs 5 x 1 under the same load); 2 x CPUs + 1 processes overlap the short waits on Redis and
+# PostgreSQL.
 DEFAULT_WORKER_CLASS = "gthread"
 # CPUs this process may run on (respects a container's cpuset, unlike cpu_count()).
-DEFAULT_WORKERS = len(os.sched_getaffinity(0)) + 1
-DEFAULT_THREADS = 4
+DEFAULT_WORKERS = 2 * len(os.sched_getaffinity(0)) + 1
+DEFAULT_THREADS = 1
 workers = _env_int("GUNICORN_WORKERS", DEFAULT_WORKERS)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", DEFAULT_WORKER_CLASS)
 # Each thread holds its own persistent PostgreSQL connection: workers x threads in all.

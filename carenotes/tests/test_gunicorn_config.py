@@ -37,7 +37,7 @@ def test_defaults_are_the_measured_choice(monkeypatch):
         config["DEFAULT_WORKERS"],
         config["DEFAULT_THREADS"],
     )
-    assert (config["worker_class"], config["threads"]) == ("gthread", 4)
+    assert (config["worker_class"], config["threads"]) == ("gthread", 1)
     assert config["max_requests"] > 0
     assert 0 < config["max_requests_jitter"] < config["max_requests"]
     assert config["accesslog"] is None
