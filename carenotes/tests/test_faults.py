@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -99,11 +100,16 @@ class RedisServer:
 
 
 def _database_url(query: str = "") -> str:
-    """Return a URL of pytest-django's test database, the one this test commits to."""
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-    url = f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"{url}?{query}" if query else url
+    """Return a URL of pytest-django's test database, the one this test commits to.
+
+    It is the configured DATABASE_URL with the test database's name, so that a server
+    reached through a socket directory (the embedded PostgreSQL: ``?host=/path``) works too.
+    """
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    queries = [part for part in (parts.query, query) if part]
+    return urlunsplit(
+        parts._replace(path=f"/{connection.settings_dict['NAME']}", query="&".join(queries))
+    )
 
 
 @dataclass
