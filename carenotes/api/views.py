@@ -11,6 +11,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from carenotes.models import PRIORITY_MAX, PRIORITY_MIN, Category
+from carenotes.observability import request_tenant_tag
 from carenotes.selectors import (
     NOTE_PAGE_SIZE_DEFAULT,
     NOTE_PAGE_SIZE_MAX,
@@ -167,6 +168,7 @@ class NoteListCreateView(APIView):
         data = serializer.validated_data
         principal = principal_from_request(request)
         tenant = tenant_get_for_member(principal=principal, tenant_id=data.pop("tenant_id"))
+        request_tenant_tag(request, tenant.id)  # the tenant is in the body, not the query
         note = note_create(tenant=tenant, author=request.user, **data)
         # The output needs the author's name and patient's reference: re-read with joins.
         note = note_get(principal=principal, note_id=note.pk)

@@ -133,3 +133,26 @@ def test_a_failing_view_still_gets_an_id_and_a_500_line(caplog):
     assert response[REQUEST_ID_HEADER] == "req-500"
     line = _logged_line(caplog)
     assert (line["request_id"], line["route"], line["status"]) == ("req-500", "boom", 500)
+
+
+@pytest.mark.django_db
+def test_a_posted_note_logs_the_tenant_named_in_its_body(caplog, token_client):
+    from carenotes.tests.factories import PatientFactory
+
+    patient = PatientFactory()
+    membership = MembershipFactory(tenant=patient.tenant, role="carer")
+    caplog.set_level(logging.INFO, logger=REQUEST_LOGGER_NAME)
+    response = token_client(membership.user).post(
+        "/api/notes/",
+        {
+            "tenant_id": patient.tenant_id,
+            "facility_id": patient.facility_id,
+            "patient_id": patient.pk,
+            "category": "observation",
+            "priority": 3,
+            "body": "Settled after lunch.",
+        },
+        format="json",
+    )
+    assert response.status_code == HTTPStatus.CREATED
+    assert _logged_line(caplog)["tenant_id"] == patient.tenant_id
