@@ -137,22 +137,13 @@ def test_a_failing_view_still_gets_an_id_and_a_500_line(caplog):
 
 @pytest.mark.django_db
 def test_a_posted_note_logs_the_tenant_named_in_its_body(caplog, token_client):
-    from carenotes.tests.factories import PatientFactory
+    from carenotes.tests.factories import PatientFactory, note_payload
 
     patient = PatientFactory()
     membership = MembershipFactory(tenant=patient.tenant, role="carer")
     caplog.set_level(logging.INFO, logger=REQUEST_LOGGER_NAME)
     response = token_client(membership.user).post(
-        "/api/notes/",
-        {
-            "tenant_id": patient.tenant_id,
-            "facility_id": patient.facility_id,
-            "patient_id": patient.pk,
-            "category": "observation",
-            "priority": 3,
-            "body": "Settled after lunch.",
-        },
-        format="json",
+        "/api/notes/", note_payload(patient), format="json"
     )
     assert response.status_code == HTTPStatus.CREATED
     assert _logged_line(caplog)["tenant_id"] == patient.tenant_id

@@ -6,7 +6,7 @@ from http import HTTPStatus
 import pytest
 from django.utils import timezone
 
-from carenotes.tests.factories import CareNoteFactory, PatientFactory
+from carenotes.tests.factories import CareNoteFactory, PatientFactory, note_payload
 from stats.selectors import local_today
 from tenants.tests.factories import MembershipFactory
 
@@ -35,14 +35,7 @@ def test_posting_a_note_changes_the_next_stats_answer_and_keeps_other_days_cache
 
     posted = client.post(
         "/api/notes/",
-        {
-            "tenant_id": patient.tenant_id,
-            "facility_id": patient.facility_id,
-            "patient_id": patient.pk,
-            "category": "treatment",
-            "priority": 4,
-            "body": "Dressing changed on left forearm.",
-        },
+        note_payload(patient, category="treatment", priority=4, body="Dressing changed."),
         format="json",
     )
     assert posted.status_code == HTTPStatus.CREATED
