@@ -18,6 +18,8 @@ REQUEST_ID_PATTERN = re.compile(rf"[A-Za-z0-9._:-]{{1,{REQUEST_ID_MAX_LENGTH}}}"
 # Views that know the tenant of a request (e.g. from a JSON body) record it here, through
 # ``request_tenant_tag``; the middleware otherwise falls back to the ``tenant_id`` query param.
 TENANT_ID_ATTRIBUTE = "carenotes_tenant_id"
+# Set by code that authenticated a request without setting ``request.user`` (stats.fastpath).
+USER_ID_ATTRIBUTE = "carenotes_user_id"
 TENANT_ID_PARAM = "tenant_id"
 REQUEST_LOGGER_NAME = "carenotes.request"
 REQUEST_LOG_MESSAGE = "request"
@@ -50,7 +52,15 @@ def _tenant_id(request: HttpRequest) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
+def request_user_tag(request: HttpRequest, user_id: int) -> None:
+    """Record the user a request was authenticated as, when ``request.user`` is not set."""
+    setattr(request, USER_ID_ATTRIBUTE, user_id)
+
+
 def _user_id(request: HttpRequest) -> int | None:
+    tagged = getattr(request, USER_ID_ATTRIBUTE, None)
+    if tagged is not None:
+        return tagged
     user = request.__dict__.get("user")
     # Never evaluate a lazy session user just to log it: that would cost a query.
     if isinstance(user, SimpleLazyObject) and user._wrapped is empty:

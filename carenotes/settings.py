@@ -136,6 +136,12 @@ if DATABASE_POOL:
         "max_size": env_int("DATABASE_POOL_MAX_SIZE", 4),
         "timeout": env_int("DATABASE_POOL_TIMEOUT", 10),
     }
+# Prepared statements for the hot, fixed SQL sent through carenotes.db.prepared_cursor (the
+# stats selector). Django disables them for transaction-mode poolers; set
+# DATABASE_PREPARED_STATEMENTS=0 behind PgBouncer older than 1.21. Django's own cursors bind
+# on the client and are never prepared either way.
+if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("DATABASE_TEST_NAME") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -11,6 +11,7 @@ protects capacity; it must never turn a Redis outage into an API outage.
 
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
@@ -32,6 +33,9 @@ SCOPE_ME = "me"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # The clock windows are cut from; tests pin it to assert exact Retry-After values.
 clock = time.time
+# Set on a Django request by code that already counted it (stats.fastpath): the window's key
+# and the count, so the throttle decides from that count instead of counting the request twice.
+THROTTLE_COUNTED_ATTRIBUTE = "carenotes_throttle_counted"
 
 
 class ThrottleRateError(ValueError):
@@ -54,6 +58,40 @@ def throttle_key(*, scope: str, user_id: int, window: int) -> str:
     return f"{THROTTLE_KEY_PREFIX}:{scope}:{user_id}:{window}"
 
 
+@dataclass(frozen=True)
+class ThrottleWindow:
+    """The fixed window a request of one user to one scope is counted in."""
+
+    key: str  # Redis key, cache prefix applied
+    limit: int
+    seconds: int
+    index: int
+    now: float
+
+    def retry_after(self) -> float:
+        return (self.index + 1) * self.seconds - self.now
+
+
+def throttle_window(*, scope: str | None, user_id: int | None) -> ThrottleWindow | None:
+    """Return the current window for ``user_id`` in ``scope``; None when nothing limits it."""
+    rate = settings.THROTTLE_RATES.get(scope) if scope else None
+    if rate is None or user_id is None:
+        return None
+    limit, seconds = throttle_rate_parse(rate)
+    now = clock()
+    index = int(now // seconds)
+    key = cache.make_key(throttle_key(scope=scope, user_id=user_id, window=index))
+    return ThrottleWindow(key=key, limit=limit, seconds=seconds, index=index, now=now)
+
+
+def throttle_count_queue(pipeline, window: ThrottleWindow) -> None:
+    """Queue the count of one request on a Redis pipeline (its reply is the new count)."""
+    # The key outlives its window by a second so a late INCR never recreates it without a
+    # lifetime.
+    pipeline.incr(window.key)
+    pipeline.expire(window.key, window.seconds + 1)
+
+
 def view_throttle_scope(view, method: str) -> str | None:
     """Return the view's scope for ``method``: ``throttle_scope``, or by safe/unsafe method."""
     if method in SAFE_METHODS:
@@ -74,32 +112,28 @@ class RedisFixedWindowThrottle(BaseThrottle):
 
     def allow_request(self, request, view) -> bool:
         scope = view_throttle_scope(view, request.method)
-        rate = settings.THROTTLE_RATES.get(scope) if scope else None
-        user_id = getattr(request.user, "pk", None)
-        if rate is None or user_id is None:
+        window = throttle_window(scope=scope, user_id=getattr(request.user, "pk", None))
+        if window is None:
             return True
-        limit, window_seconds = throttle_rate_parse(rate)
-        now = clock()
-        window = int(now // window_seconds)
-        key = cache.make_key(throttle_key(scope=scope, user_id=user_id, window=window))
-        try:
-            count = self._count(key, window_seconds)
-        except CACHE_ERRORS as exc:
-            logger.warning("throttle %s unavailable, request let through: %s", scope, exc)
+        counted = getattr(request, THROTTLE_COUNTED_ATTRIBUTE, None)
+        if counted is not None and counted[0] == window.key:
+            count = counted[1]
+        else:
+            try:
+                count = self._count(window)
+            except CACHE_ERRORS as exc:
+                logger.warning("throttle %s unavailable, request let through: %s", scope, exc)
+                return True
+        if count <= window.limit:
             return True
-        if count <= limit:
-            return True
-        self.retry_after = (window + 1) * window_seconds - now
+        self.retry_after = window.retry_after()
         return False
 
     @staticmethod
-    def _count(key: str, window_seconds: int) -> int:
-        # One round trip; the key outlives its window by a second so a late INCR never
-        # recreates it without a lifetime.
-        pipe = get_redis_connection("default").pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, window_seconds + 1)
-        count, _ = pipe.execute()
+    def _count(window: ThrottleWindow) -> int:
+        pipeline = get_redis_connection("default").pipeline(transaction=False)
+        throttle_count_queue(pipeline, window)
+        count, _ = pipeline.execute()
         return count
 
     def wait(self) -> float | None:

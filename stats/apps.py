@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class StatsConfig(AppConfig):
     name = "stats"
     verbose_name = "Care analytics"
+
+    def ready(self) -> None:
+        from stats import signals  # noqa: F401  (connects the receivers)

@@ -79,10 +79,74 @@ class _Lookup:
     locked: bool
 
 
-def care_stats_entry_key(*, tenant: TenantInfo, day: date, facility_ids: tuple[int, ...]) -> str:
-    """Cache key of one answer: tenant, time zone (it moves the day), local date, sorted scope."""
-    scope = ",".join(str(facility_id) for facility_id in facility_ids)
-    return f"stats:val:{tenant.id}:{tenant.timezone}:{day.isoformat()}:{scope}"
+ALL_FACILITIES = "all"
+
+
+def care_stats_keys(
+    *, tenant_id: int, day: date, facility_ids: tuple[int, ...] | None
+) -> tuple[str, str, str]:
+    """Return the (generation, version, entry) keys of one answer, cache prefix applied.
+
+    ``facility_ids`` is the sorted scope the request named, or None for every facility of the
+    tenant. Neither the tenant's time zone nor its facility list is part of the key: changing
+    either bumps the tenant generation (stats.signals), which makes such entries stale. So a
+    warm hit can be looked up from the request alone (stats.fastpath).
+    """
+    make_key = cache.make_key  # one lookup of the thread's cache backend, not three
+    return (
+        make_key(care_stats_generation_key(tenant_id=tenant_id)),
+        make_key(care_stats_version_key(tenant_id=tenant_id, day=day)),
+        make_key(f"stats:val:{_answer_name(tenant_id, day, facility_ids)}"),
+    )
+
+
+def _answer_name(tenant_id: int, day: date, facility_ids: tuple[int, ...] | None) -> str:
+    scope = ALL_FACILITIES if facility_ids is None else ",".join(map(str, facility_ids))
+    return f"{tenant_id}:{day.isoformat()}:{scope}"
+
+
+def care_stats_entry_data(*, entry: bytes | None, stamp: list[int]) -> dict | None:
+    """Return the answer stored in ``entry`` when its stamp is ``stamp`` (fresh), else None."""
+    if entry is None:
+        return None
+    try:
+        stored = json.loads(entry)
+        if stored["stamp"] == stamp:
+            return stored["data"]
+    except (ValueError, TypeError, KeyError):
+        # Not written by this module (or by an older layout): recompute and overwrite.
+        logger.warning("unreadable stats cache entry")
+    return None
+
+
+def care_stats_stamp(generation: bytes | None, version: bytes | None) -> list[int]:
+    return [int(generation or 0), int(version or 0)]
+
+
+def care_stats_body(data: dict) -> bytes:
+    """Return ``data`` as the API's JSON body: DRF's JSONRenderer output, byte for byte."""
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _entry_prefix(stamp: list[int]) -> bytes:
+    return b'{"stamp":[%d,%d],"data":' % (stamp[0], stamp[1])
+
+
+def care_stats_entry_encode(*, stamp: list[int], data: dict) -> bytes:
+    """Return the stored form of an answer: its stamp and its body, as one JSON document.
+
+    The body is embedded exactly as it is served, so a warm hit can slice it out instead of
+    parsing and re-rendering (care_stats_entry_body).
+    """
+    return _entry_prefix(stamp) + care_stats_body(data) + b"}"
+
+
+def care_stats_entry_body(*, entry: bytes | None, stamp: list[int]) -> bytes | None:
+    """Return the JSON body stored in ``entry`` when its stamp is ``stamp`` (fresh), else None."""
+    prefix = _entry_prefix(stamp)
+    if entry is None or not entry.startswith(prefix) or not entry.endswith(b"}"):
+        return None
+    return entry[len(prefix) : -1]
 
 
 def care_stats_ttl(*, tenant: TenantInfo, day: date) -> int:
@@ -95,14 +159,11 @@ def care_stats_ttl(*, tenant: TenantInfo, day: date) -> int:
 class _StatsCache:
     """The Redis round trips of one request, with the time they took."""
 
-    def __init__(self, *, tenant: TenantInfo, day: date, facility_ids: tuple[int, ...]):
+    def __init__(self, *, tenant: TenantInfo, day: date, facility_ids: tuple[int, ...] | None):
         self.redis = get_redis_connection("default")
-        entry = care_stats_entry_key(tenant=tenant, day=day, facility_ids=facility_ids)
         self.keys = [
-            cache.make_key(care_stats_generation_key(tenant_id=tenant.id)),
-            cache.make_key(care_stats_version_key(tenant_id=tenant.id, day=day)),
-            cache.make_key(entry),
-            cache.make_key(f"stats:lock:{entry[len('stats:val:') :]}"),
+            *care_stats_keys(tenant_id=tenant.id, day=day, facility_ids=facility_ids),
+            cache.make_key(f"stats:lock:{_answer_name(tenant.id, day, facility_ids)}"),
         ]
         self.ttl = care_stats_ttl(tenant=tenant, day=day)
         self.token = ""  # set when this request takes the lock; hits never need one
@@ -117,16 +178,8 @@ class _StatsCache:
 
     def lookup(self) -> _Lookup:
         generation, version, entry, lock = self._timed(self.redis.mget, self.keys)
-        stamp = [int(generation or 0), int(version or 0)]
-        data = None
-        if entry is not None:
-            try:
-                stored = json.loads(entry)
-                if stored["stamp"] == stamp:
-                    data = stored["data"]
-            except (ValueError, TypeError, KeyError):
-                # Not written by this module (or by an older layout): recompute and overwrite.
-                logger.warning("unreadable stats cache entry %s", self.keys[2])
+        stamp = care_stats_stamp(generation, version)
+        data = care_stats_entry_data(entry=entry, stamp=stamp)
         return _Lookup(stamp=stamp, data=data, locked=lock is not None)
 
     def lock(self) -> bool:
@@ -152,7 +205,7 @@ class _StatsCache:
         return None
 
     def store(self, *, stamp: list[int], data: dict) -> None:
-        payload = json.dumps({"stamp": stamp, "data": data}, separators=(",", ":"))
+        payload = care_stats_entry_encode(stamp=stamp, data=data)
         script = self.redis.register_script(_STORE_AND_UNLOCK)
         self._timed(script, keys=self.keys[2:4], args=[payload, self.ttl, self.token])
 
@@ -161,13 +214,18 @@ def care_stats_get_cached(
     *,
     tenant: TenantInfo,
     day: date,
-    facility_ids: tuple[int, ...],
+    facility_ids: tuple[int, ...] | None,
     serialize: Callable[[CareStats], dict],
 ) -> CachedStats:
-    """Return the serialized stats from Redis when fresh, else computed once and stored."""
+    """Return the serialized stats from Redis when fresh, else computed once and stored.
+
+    ``facility_ids``: the sorted, validated scope the request named; None for every facility
+    of the tenant.
+    """
+    scope = tenant.facility_ids if facility_ids is None else facility_ids
 
     def compute() -> dict:
-        return serialize(care_stats_get(tenant=tenant, day=day, facility_ids=facility_ids))
+        return serialize(care_stats_get(tenant=tenant, day=day, facility_ids=scope))
 
     if not settings.STATS_CACHE_ENABLED:
         # The operator's switch (and the benchmark's way to measure the uncached path).

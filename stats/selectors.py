@@ -5,9 +5,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count
 from django.utils import timezone
 
+from carenotes.db import prepared_cursor
 from carenotes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Category
 from tenants.principal import TenantInfo
 
@@ -17,6 +17,24 @@ AVG_DECIMAL_PLACES = 2
 _AVG_QUANTUM = Decimal(1).scaleb(-AVG_DECIMAL_PLACES)
 
 PRIORITY_KEYS = tuple(str(priority) for priority in range(PRIORITY_MIN, PRIORITY_MAX + 1))
+
+# The two statements of care_stats_get, written out rather than built by the ORM each time:
+# they run on every uncached request, so they are prepared once per connection and only
+# executed after that (carenotes.db.prepared_cursor). Both are answered by an index-only scan
+# of the covering index (tenant_id, created_at) INCLUDE (facility_id, patient_id, category,
+# priority); stats/tests/test_query_plan.py holds them to it.
+_DAY_NOTES = (
+    f"FROM {CareNote._meta.db_table} "
+    "WHERE tenant_id = %(tenant_id)s::bigint "
+    "AND created_at >= %(start)s AND created_at < %(end)s "
+    "AND facility_id = ANY(%(facility_ids)s::bigint[])"
+)
+# COUNT(*), not COUNT(id): id is not in the covering index and would force heap reads.
+STATS_COUNTS_SQL = (
+    f"SELECT facility_id, category, priority, COUNT(*) {_DAY_NOTES} "
+    "GROUP BY facility_id, category, priority"
+)
+STATS_PATIENTS_SQL = f"SELECT COUNT(DISTINCT patient_id) {_DAY_NOTES}"
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,18 @@ class CareStats:
     def as_dict(self) -> dict:
         """Return the fields as a plain dict (what the API's output serializer reads)."""
         return asdict(self)
+
+    def as_json(self) -> dict:
+        """Return the API's JSON body: ``as_dict`` with the date as ISO text, lists as lists.
+
+        The same data the view's OutputSerializer produces (a test holds them equal), built
+        without instantiating serializer fields on every uncached request.
+        """
+        return {
+            **self.as_dict(),
+            "date": self.date.isoformat(),
+            "facility_ids": list(self.facility_ids),
+        }
 
 
 def local_day_bounds(*, day: date, timezone_name: str) -> tuple[datetime, datetime]:
@@ -105,18 +135,21 @@ def care_stats_get(*, tenant: TenantInfo, day: date, facility_ids: tuple[int, ..
             tenant=tenant, day=day, facility_ids=facility_ids, counts={}, patients=0
         )
     start, end = local_day_bounds(day=day, timezone_name=tenant.timezone)
-    day_notes = CareNote.objects.filter(
-        tenant_id=tenant.id,
-        created_at__gte=start,
-        created_at__lt=end,
-        facility_id__in=facility_ids,
-    ).order_by()
-    # COUNT(*), not COUNT(id): id is not in the covering index and would force heap reads.
-    groups = day_notes.values_list("facility_id", "category", "priority").annotate(n=Count("*"))
-    counts = {(facility_id, category, priority): n for facility_id, category, priority, n in groups}
-    patients = 0
-    if counts:
-        patients = day_notes.aggregate(n=Count("patient_id", distinct=True))["n"]
+    params = {
+        "tenant_id": tenant.id,
+        "start": start,
+        "end": end,
+        "facility_ids": list(facility_ids),
+    }
+    with prepared_cursor() as cursor:
+        cursor.execute(STATS_COUNTS_SQL, params)
+        counts = {
+            (facility_id, category, priority): n for facility_id, category, priority, n in cursor
+        }
+        patients = 0
+        if counts:
+            cursor.execute(STATS_PATIENTS_SQL, params)
+            (patients,) = cursor.fetchone()
     return care_stats_build(
         tenant=tenant, day=day, facility_ids=facility_ids, counts=counts, patients=patients
     )

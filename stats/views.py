@@ -1,6 +1,5 @@
 """API view of the daily care analytics: GET /api/care-stats/."""
 
-import re
 import time
 from contextlib import contextmanager
 from datetime import date
@@ -22,35 +21,21 @@ from rest_framework.views import APIView
 from carenotes.models import Category
 from carenotes.throttling import SCOPE_STATS
 from stats.cache import CacheStatus, care_stats_get_cached
+from stats.fastpath import care_stats_warm_hit
+from stats.params import (
+    BIGINT_MAX,
+    STATS_DATE_MIN,
+    STATS_MAX_FACILITY_IDS,
+    one_year_after,
+    parse_facility_ids,
+    parse_iso_date,
+    parse_positive_id,
+)
 from stats.selectors import PRIORITY_KEYS, CareStats, local_today
 from tenants.selectors import principal_from_request, tenant_get_for_principal
 
-BIGINT_MAX = 2**63 - 1  # ids are PostgreSQL bigint; larger values can name nothing
-STATS_MAX_FACILITY_IDS = 100
-STATS_DATE_MIN = date(2000, 1, 1)
 # DRF's own ?format=json|api switch (browsable API) is accepted besides the documented ones.
 FORMAT_PARAM = "format"
-
-_ID_PATTERN = re.compile(r"[0-9]{1,19}")
-_DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def parse_positive_id(raw: str) -> int:
-    """Return ``raw`` as a positive bigint id, or raise a ValidationError saying why not."""
-    if not _ID_PATTERN.fullmatch(raw):
-        raise serializers.ValidationError(f"Expected a positive integer id, got {raw!r}.")
-    value = int(raw)
-    if not 1 <= value <= BIGINT_MAX:
-        raise serializers.ValidationError(f"Ids run from 1 to {BIGINT_MAX}, got {raw}.")
-    return value
-
-
-def one_year_after(day: date) -> date:
-    """Return the same calendar day a year later (28 February for 29 February)."""
-    try:
-        return day.replace(year=day.year + 1)
-    except ValueError:
-        return day.replace(year=day.year + 1, day=28)
 
 
 class PositiveIdField(serializers.Field):
@@ -64,32 +49,14 @@ class FacilityIdsField(serializers.Field):
     """Comma-separated positive ids, at most STATS_MAX_FACILITY_IDS; returned sorted, unique."""
 
     def to_internal_value(self, data) -> tuple[int, ...]:
-        items = str(data).split(",")
-        if len(items) > STATS_MAX_FACILITY_IDS:
-            raise serializers.ValidationError(
-                f"At most {STATS_MAX_FACILITY_IDS} facility ids, got {len(items)}."
-            )
-        try:
-            ids = {parse_positive_id(item) for item in items}
-        except serializers.ValidationError as exc:
-            raise serializers.ValidationError(
-                f"Expected comma-separated positive integer ids such as 1,2,3, got {data!r}; "
-                "omit facility_ids for every facility of the tenant."
-            ) from exc
-        return tuple(sorted(ids))
+        return parse_facility_ids(str(data))
 
 
 class IsoDateField(serializers.Field):
     """A calendar date written exactly as YYYY-MM-DD."""
 
     def to_internal_value(self, data) -> date:
-        raw = str(data)
-        if not _DATE_PATTERN.fullmatch(raw):
-            raise serializers.ValidationError(f"Expected a date as YYYY-MM-DD, got {raw!r}.")
-        try:
-            return date.fromisoformat(raw)
-        except ValueError as exc:
-            raise serializers.ValidationError(f"{raw} is not a real calendar date.") from exc
+        return parse_iso_date(str(data))
 
 
 def query_param_errors(params: QueryDict, *, allowed: set[str]) -> dict[str, list[str]]:
@@ -205,11 +172,15 @@ class CareStatsView(APIView):
             return value
 
         def validate(self, attrs: dict) -> dict:
-            tenant = self.context["tenant"]
-            attrs.setdefault("facility_ids", tuple(sorted(tenant.facility_ids)))
-            attrs.setdefault("date", local_today(timezone_name=tenant.timezone))
+            # Every facility of the tenant, named or by default, is the scope None: one
+            # cache entry for both forms.
+            if set(attrs.get("facility_ids", ())) == set(self.context["tenant"].facility_ids):
+                attrs.pop("facility_ids", None)
+            attrs.setdefault("date", local_today(timezone_name=self.context["tenant"].timezone))
             return attrs
 
+    # The documented shape of the answer (OpenAPI schema, response validation in tests); the
+    # body itself is CareStats.as_json, which a test holds equal to this serializer's output.
     @extend_schema_serializer(component_name="CareStats")
     class OutputSerializer(serializers.Serializer):
         tenant_id = serializers.IntegerField()
@@ -234,6 +205,11 @@ class CareStatsView(APIView):
     throttle_scope = SCOPE_STATS
 
     def dispatch(self, request, *args, **kwargs):
+        # A warm hit asked for plainly is answered from one Redis round trip, before DRF;
+        # everything else (misses, errors, other formats) takes the full path below.
+        hit = care_stats_warm_hit(request)
+        if hit is not None:
+            return hit
         self.timing = ServerTiming()
         with self.timing.measuring_db():
             response = super().dispatch(request, *args, **kwargs)
@@ -311,11 +287,8 @@ class CareStatsView(APIView):
         result = care_stats_get_cached(
             tenant=tenant,
             day=params.validated_data["date"],
-            facility_ids=params.validated_data["facility_ids"],
-            serialize=self._serialize,
+            facility_ids=params.validated_data.get("facility_ids"),
+            serialize=CareStats.as_json,
         )
         self.timing.cache_seconds += result.cache_seconds
         return Response(result.data, headers={"X-Cache": result.status.value})
-
-    def _serialize(self, stats: CareStats) -> dict:
-        return self.OutputSerializer(stats.as_dict()).data

@@ -19,6 +19,7 @@ Scopes, in order of trust:
   app role sees no tenant-scoped row.
 - a request's scope (``RowLevelSecurityMiddleware``): the tenants the authenticated
   principal belongs to, or all tenants for a superuser; no tenants before authentication.
+  It stays on the connection after the request until a statement wants another scope.
 - ``SYSTEM`` (``rls_system()``): ``carenotes_system`` with every tenant, for trusted work
   that precedes or spans tenants (building a principal from its memberships, a superuser's
   requests, the test suite's setup code).
@@ -28,18 +29,14 @@ Scopes, in order of trust:
 
 import contextlib
 import contextvars
-import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from django.db import DatabaseError, connection
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
 from tenants.principal import Principal
-
-logger = logging.getLogger(__name__)
 
 # The roles statements run as; created (NOLOGIN, no superuser, no BYPASSRLS) by migration
 # tenants/0003, which also grants them DML on the tables.
@@ -142,18 +139,6 @@ _scope: contextvars.ContextVar[DbScope | RequestScope] = contextvars.ContextVar(
 )
 
 
-@dataclass
-class _RequestMarks:
-    """Whether the current request changed the connection's scope (then it resets it)."""
-
-    applied: bool = False
-
-
-_request_marks: contextvars.ContextVar[_RequestMarks | None] = contextvars.ContextVar(
-    "carenotes_db_scope_request", default=None
-)
-
-
 def db_scope_current() -> DbScope:
     """Return the scope the next statement must run under."""
     value = _scope.get()
@@ -219,9 +204,6 @@ def scope_apply(db, scope: DbScope, raw_cursor) -> None:
     # the previous scope; until the scope is next sent outside a transaction it is re-sent
     # before every statement, so a statement never runs under a scope it did not ask for.
     setattr(db, _APPLIED_ATTR, _Applied(db.connection, scope, not _in_transaction(db)))
-    marks = _request_marks.get()
-    if marks is not None:
-        marks.applied = True
 
 
 def db_scope_wrapper(execute, sql, params, many, context):
@@ -243,33 +225,19 @@ def db_scope_install(sender, connection, **kwargs) -> None:
         connection.execute_wrappers.insert(0, db_scope_wrapper)
 
 
-def db_scope_reset(db=connection) -> None:
-    """Put ``NO_TENANTS`` in force on ``db`` now, if it is connected and not in a transaction."""
-    if db.connection is None or _in_transaction(db):
-        return
-    try:
-        with db.cursor() as cursor:
-            scope_apply(db, NO_TENANTS, cursor.cursor)
-    except DatabaseError as exc:
-        # A broken connection is closed by Django at the end of the request anyway.
-        logger.warning("could not reset the database scope: %s", exc)
-
-
 class RowLevelSecurityMiddleware:
-    """Scope each request's statements to its caller's tenants; reset the connection after."""
+    """Scope each request's statements to its caller's tenants.
+
+    The scope is not reset when the request ends: whatever uses the connection next passes
+    through ``db_scope_wrapper`` before its first statement, which puts that code's own
+    scope in force (``NO_TENANTS`` outside requests). Not resetting saves a round trip per
+    request, and a second one on the next request of the same caller, whose scope is then
+    already in force (docs/PERFORMANCE.md, "Uncached stats").
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        marks = _RequestMarks()
-        marks_token = _request_marks.set(marks)
-        try:
-            with db_scope(RequestScope(request)):
-                return self.get_response(request)
-        finally:
-            _request_marks.reset(marks_token)
-            # A persistent or pooled connection must not carry this caller's tenants into
-            # whatever uses it next; a request that sent no SQL has nothing to reset.
-            if marks.applied:
-                db_scope_reset()
+        with db_scope(RequestScope(request)):
+            return self.get_response(request)

@@ -13,11 +13,31 @@ from tenants.principal import Principal, TenantInfo
 from tenants.rls import rls_system
 
 TENANT_INFO_TTL = 300
+# The user an API key belongs to never changes. Each worker remembers it for the keys it has
+# authenticated, so a warm stats hit can name the caller's throttle counter in the same Redis
+# round trip that fetches the principal (stats.fastpath). Bounded; cleared when full.
+TOKEN_USERS_MAX = 10_000
+_token_users: dict[str, int] = {}
 
 
 def token_digest(key: str) -> str:
     """Return the stored form of an API key (hex SHA-256)."""
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def token_user_id_recall(*, digest: str) -> int | None:
+    """Return the user id of an API key this worker has authenticated before, else None."""
+    return _token_users.get(digest)
+
+
+def token_user_id_remember(*, digest: str, user_id: int) -> None:
+    if len(_token_users) >= TOKEN_USERS_MAX:
+        _token_users.clear()
+    _token_users[digest] = user_id
+
+
+def token_user_id_forget(*, digest: str) -> None:
+    _token_users.pop(digest, None)
 
 
 def principal_token_cache_key(digest: str) -> str:
@@ -72,6 +92,7 @@ def principal_get_for_token(*, key: str, tenant_id: int | None = None) -> Princi
         cache_set(cache_key, principal.to_cache(), settings.PRINCIPAL_CACHE_TTL)
     if principal.expires_at is not None and principal.expires_at <= timezone.now():
         return None
+    token_user_id_remember(digest=digest, user_id=principal.user_id)
     if tenant_key and found.get(tenant_key) is not None:
         principal.prefetched_tenants[tenant_id] = TenantInfo(**found[tenant_key])
     return principal

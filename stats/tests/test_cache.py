@@ -17,8 +17,8 @@ from stats import cache as stats_cache
 from stats.cache import (
     STATS_TTL_PAST,
     STATS_TTL_TODAY,
-    care_stats_entry_key,
     care_stats_get_cached,
+    care_stats_keys,
 )
 from stats.selectors import care_stats_get, local_today
 from stats.services import (
@@ -126,29 +126,29 @@ def test_each_facility_scope_has_its_own_entry(care_group, member_client):
     assert explicit_all["X-Cache"] == "HIT"
 
 
-def _entry_ttl(group, day, facility_ids) -> int:
-    key = care_stats_entry_key(
-        tenant=tenant_info_of(group.tenant), day=day, facility_ids=facility_ids
-    )
-    return get_redis_connection("default").ttl(cache.make_key(key))
+def _entry_key(tenant_id: int, day, facility_ids=None) -> str:
+    return care_stats_keys(tenant_id=tenant_id, day=day, facility_ids=facility_ids)[2]
+
+
+def _lock_key(tenant_id: int, day, facility_ids=None) -> str:
+    return _entry_key(tenant_id, day, facility_ids).replace(":stats:val:", ":stats:lock:")
+
+
+def _entry_ttl(group, day) -> int:
+    return get_redis_connection("default").ttl(_entry_key(group.tenant.pk, day))
 
 
 def test_past_days_are_kept_long_and_today_briefly(care_group, member_client):
-    scope = (care_group.north.pk, care_group.south.pk)
     today = local_today(timezone_name="Europe/London")
     _get(member_client, care_group)  # DAY, in the past
     member_client.get(CARE_STATS_URL, {"tenant_id": care_group.tenant.pk})  # today
 
-    assert STATS_TTL_TODAY < _entry_ttl(care_group, DAY, scope) <= STATS_TTL_PAST
-    assert 0 < _entry_ttl(care_group, today, scope) <= STATS_TTL_TODAY
+    assert STATS_TTL_TODAY < _entry_ttl(care_group, DAY) <= STATS_TTL_PAST
+    assert 0 < _entry_ttl(care_group, today) <= STATS_TTL_TODAY
 
 
 def test_an_unreadable_entry_is_recomputed_and_replaced(care_group, member_client):
-    scope = (care_group.north.pk, care_group.south.pk)
-    key = care_stats_entry_key(
-        tenant=tenant_info_of(care_group.tenant), day=DAY, facility_ids=scope
-    )
-    get_redis_connection("default").set(cache.make_key(key), b"not json")
+    get_redis_connection("default").set(_entry_key(care_group.tenant.pk, DAY), b"not json")
 
     assert _get(member_client, care_group)["X-Cache"] == "MISS"
     assert _get(member_client, care_group)["X-Cache"] == "HIT"
@@ -158,8 +158,7 @@ def test_a_waiter_computes_itself_when_the_lock_holder_never_delivers(care_group
     calls = _count_computations(monkeypatch)
     monkeypatch.setattr(stats_cache, "STATS_HERD_WAIT", 0.2)
     info = tenant_info_of(care_group.tenant)
-    entry = care_stats_entry_key(tenant=info, day=DAY, facility_ids=info.facility_ids)
-    lock_key = cache.make_key(f"stats:lock:{entry.removeprefix('stats:val:')}")
+    lock_key = _lock_key(info.id, DAY, info.facility_ids)
     get_redis_connection("default").set(lock_key, "a stuck holder", px=60_000)
 
     started = time.monotonic()
@@ -238,9 +237,7 @@ def test_an_entry_stored_between_miss_and_lock_is_used_not_recomputed(care_group
         serialize=lambda stats: {"n": stats.total_notes},
     )
     assert first.status == "MISS"
-    stored = get_redis_connection("default").get(
-        cache.make_key(care_stats_entry_key(tenant=info, day=DAY, facility_ids=info.facility_ids))
-    )
+    stored = get_redis_connection("default").get(_entry_key(info.id, DAY, info.facility_ids))
     calls = _count_computations(monkeypatch)
     real_lookup = stats_cache._StatsCache.lookup
     lookups = []
@@ -263,11 +260,4 @@ def test_an_entry_stored_between_miss_and_lock_is_used_not_recomputed(care_group
         serialize=lambda stats: {"n": stats.total_notes},
     )
     assert (result.status, len(calls)) == ("HIT", 0)
-    assert not get_redis_connection("default").exists(
-        cache.make_key(
-            "stats:lock:"
-            + care_stats_entry_key(tenant=info, day=DAY, facility_ids=info.facility_ids)[
-                len("stats:val:") :
-            ]
-        )
-    )
+    assert not get_redis_connection("default").exists(_lock_key(info.id, DAY, info.facility_ids))

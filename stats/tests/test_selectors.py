@@ -208,3 +208,37 @@ def test_reference_agrees_on_a_fixed_day(london_group):
     assert care_stats_get(tenant=info, day=DAY, facility_ids=info.facility_ids) == expected
     assert expected.total_notes == 5
     assert expected.avg_notes_per_patient == round(5 / 3, 2)
+
+
+def test_the_json_body_is_what_the_documented_output_serializer_gives(london_group):
+    from stats.views import CareStatsView
+
+    tenant, _, _, (ann, bob, _cat) = london_group
+    CareNoteFactory(patient=ann, priority=2, created_at=NOON)
+    CareNoteFactory(patient=bob, priority=4, created_at=NOON)
+    info = tenant_info_of(tenant)
+    stats = care_stats_get(tenant=info, day=DAY, facility_ids=info.facility_ids)
+
+    documented = CareStatsView.OutputSerializer(stats.as_dict()).data
+
+    assert stats.as_json() == documented
+    assert list(stats.as_json()) == list(documented)  # same key order, same rendered bytes
+    assert stats.as_json()["date"] == DAY.isoformat()
+
+
+def test_the_statements_are_prepared_statements(london_group):
+    """The hot statements are prepared: PostgreSQL parses them once per connection."""
+    from django.db import connection
+
+    from stats.selectors import STATS_COUNTS_SQL
+
+    tenant, _, _, (ann, *_rest) = london_group
+    CareNoteFactory(patient=ann, created_at=NOON)
+    info = tenant_info_of(tenant)
+    for _ in range(6):
+        care_stats_get(tenant=info, day=DAY, facility_ids=info.facility_ids)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("GROUP BY facility_id, category, priority" in sql for sql in prepared), prepared
+    assert STATS_COUNTS_SQL.startswith("SELECT facility_id, category, priority, COUNT(*)")

@@ -149,23 +149,62 @@ def _in_force() -> tuple:
     ).fetchone()
 
 
-@pytest.mark.django_db(transaction=True)  # the reset happens only outside a transaction
-def test_a_request_scopes_to_the_callers_tenants_and_resets_afterwards(token_client):
-    group = care_group_create()
-    client = token_client(MembershipFactory(tenant=group.tenant).user)
-    seen = []
+@pytest.mark.django_db(transaction=True)  # scopes are remembered only outside a transaction
+def test_a_request_scopes_to_the_callers_tenants_and_whatever_runs_next_gets_its_own(
+    token_client,
+):
+    ours, theirs = care_group_create(), care_group_create()
+    our_client = token_client(MembershipFactory(tenant=ours.tenant).user)
+    their_client = token_client(MembershipFactory(tenant=theirs.tenant).user)
+    sent = []
     original = rls.scope_apply
 
     def spy(db, scope, raw_cursor):
+        before = getattr(db, rls._APPLIED_ATTR, None)
         original(db, scope, raw_cursor)
-        seen.append(scope)
+        if getattr(db, rls._APPLIED_ATTR, None) is not before:
+            sent.append(scope)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(rls, "scope_apply", spy)
-        response = client.get(f"/api/notes/?tenant_id={group.tenant.pk}")
+        response = our_client.get(f"/api/notes/?tenant_id={ours.tenant.pk}")
+        assert response.status_code == HTTPStatus.OK
+        # The scope stays on the idle connection (no reset round trip)...
+        assert _in_force() == (APP_ROLE, str(ours.tenant.pk), "off")
+        # ...and the next caller's first statement replaces it: they see only their notes.
+        response = their_client.get(f"/api/notes/?tenant_id={theirs.tenant.pk}&page_size=200")
+        assert response.status_code == HTTPStatus.OK
+        assert {note["tenant_id"] for note in response.json()["results"]} == {theirs.tenant.pk}
+        assert _in_force() == (APP_ROLE, str(theirs.tenant.pk), "off")
+        # Code outside requests (NO_TENANTS by default) sees nothing the last request could.
+        with db_scope(NO_TENANTS), connection.cursor() as cursor:
+            cursor.execute(NOTES_SQL)
+            assert cursor.fetchall() == []
+    ours_scope, theirs_scope = (rls.tenants_scope([g.tenant.pk]) for g in (ours, theirs))
+    assert sent.index(ours_scope) < sent.index(theirs_scope)
+    assert sent[-1] == NO_TENANTS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_callers_next_request_sends_no_scope_statement(token_client):
+    group = care_group_create()
+    client = token_client(MembershipFactory(tenant=group.tenant).user)
+    url = f"/api/notes/?tenant_id={group.tenant.pk}"
+    assert client.get(url).status_code == HTTPStatus.OK
+    sent = []
+    original = rls.scope_apply
+
+    def spy(db, scope, raw_cursor):
+        before = getattr(db, rls._APPLIED_ATTR, None)
+        original(db, scope, raw_cursor)
+        if getattr(db, rls._APPLIED_ATTR, None) is not before:
+            sent.append(scope)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rls, "scope_apply", spy)
+        response = client.get(url)
     assert response.status_code == HTTPStatus.OK
-    assert rls.tenants_scope([group.tenant.pk]) in seen
-    assert _in_force() == (APP_ROLE, "", "off")
+    assert sent == []
 
 
 def test_a_missing_tenant_filter_still_leaks_nothing(token_client, monkeypatch):

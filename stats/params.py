@@ -1,0 +1,58 @@
+"""Query parameters of the stats endpoint, parsed exactly; shared by the view and the fast path."""
+
+import re
+from datetime import date
+
+from rest_framework import serializers
+
+BIGINT_MAX = 2**63 - 1  # ids are PostgreSQL bigint; larger values can name nothing
+STATS_MAX_FACILITY_IDS = 100
+STATS_DATE_MIN = date(2000, 1, 1)
+
+_ID_PATTERN = re.compile(r"[0-9]{1,19}")
+_DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_positive_id(raw: str) -> int:
+    """Return ``raw`` as a positive bigint id, or raise a ValidationError saying why not."""
+    if not _ID_PATTERN.fullmatch(raw):
+        raise serializers.ValidationError(f"Expected a positive integer id, got {raw!r}.")
+    value = int(raw)
+    if not 1 <= value <= BIGINT_MAX:
+        raise serializers.ValidationError(f"Ids run from 1 to {BIGINT_MAX}, got {raw}.")
+    return value
+
+
+def parse_facility_ids(raw: str) -> tuple[int, ...]:
+    """Return comma-separated positive ids (at most STATS_MAX_FACILITY_IDS) sorted, unique."""
+    items = raw.split(",")
+    if len(items) > STATS_MAX_FACILITY_IDS:
+        raise serializers.ValidationError(
+            f"At most {STATS_MAX_FACILITY_IDS} facility ids, got {len(items)}."
+        )
+    try:
+        ids = {parse_positive_id(item) for item in items}
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError(
+            f"Expected comma-separated positive integer ids such as 1,2,3, got {raw!r}; "
+            "omit facility_ids for every facility of the tenant."
+        ) from exc
+    return tuple(sorted(ids))
+
+
+def parse_iso_date(raw: str) -> date:
+    """Return a calendar date written exactly as YYYY-MM-DD."""
+    if not _DATE_PATTERN.fullmatch(raw):
+        raise serializers.ValidationError(f"Expected a date as YYYY-MM-DD, got {raw!r}.")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise serializers.ValidationError(f"{raw} is not a real calendar date.") from exc
+
+
+def one_year_after(day: date) -> date:
+    """Return the same calendar day a year later (28 February for 29 February)."""
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:
+        return day.replace(year=day.year + 1, day=28)

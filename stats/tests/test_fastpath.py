@@ -1,0 +1,259 @@
+"""Warm hits served before DRF (stats.fastpath): same answers, same checks, one round trip."""
+
+import json
+import logging
+from datetime import timedelta
+from http import HTTPStatus
+
+import pytest
+from django.utils import timezone
+from django_redis import get_redis_connection
+from rest_framework.test import APIClient
+
+from carenotes import throttling
+from carenotes.observability import REQUEST_LOGGER_NAME
+from carenotes.tests.factories import CareNoteFactory
+from stats import views
+from stats.services import care_stats_invalidate
+from stats.tests.factories import CARE_STATS_URL, DAY, NOON, expected_body, stats_query
+from tenants.services import api_token_create, api_token_revoke, membership_revoke
+from tenants.tests.factories import FacilityFactory, MembershipFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PINNED_NOW = 1_700_000_000 - 1_700_000_000 % 60 + 10  # 10 s into a one-minute window
+# Headers that differ between any two answers.
+PER_REQUEST_HEADERS = {"X-Request-ID", "Server-Timing"}
+
+
+@pytest.fixture
+def served_fast(monkeypatch) -> list[bool]:
+    """Record, per request to the stats view, whether the fast path answered it."""
+    served = []
+    real = views.care_stats_warm_hit
+
+    def spy(request):
+        response = real(request)
+        served.append(response is not None)
+        return response
+
+    monkeypatch.setattr(views, "care_stats_warm_hit", spy)
+    return served
+
+
+def _warm(client, group, **params):
+    """Ask twice through the full path's first sight of the token: MISS, then a fast HIT."""
+    first = client.get(CARE_STATS_URL, stats_query(group, **params))
+    assert (first.status_code, first["X-Cache"]) == (HTTPStatus.OK, "MISS")
+    return first
+
+
+def test_a_warm_hit_skips_drf_and_answers_in_one_redis_command(
+    care_group, member_client, served_fast, monkeypatch, django_assert_num_queries
+):
+    _warm(member_client, care_group)
+    commands = []
+    redis = get_redis_connection("default")
+    real_execute = type(redis).execute_command
+
+    def counting(self, *args, **kwargs):
+        commands.append(args[0])
+        return real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(redis), "execute_command", counting)
+    monkeypatch.setattr(
+        "rest_framework.views.APIView.initial",
+        lambda *args, **kwargs: pytest.fail("DRF handled a warm hit"),
+    )
+    with django_assert_num_queries(0):
+        response = member_client.get(CARE_STATS_URL, stats_query(care_group))
+
+    assert (response.status_code, response["X-Cache"]) == (HTTPStatus.OK, "HIT")
+    assert response.json() == expected_body(care_group)
+    assert served_fast == [False, True]
+    assert commands == ["EVALSHA"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"facility_ids": "SOUTH,NORTH"}, {"facility_ids": "NORTH"}],
+    ids=["every facility", "every facility named", "one facility"],
+)
+def test_the_fast_answer_is_the_full_paths_byte_for_byte(
+    care_group, member_client, served_fast, monkeypatch, params
+):
+    ids = {"NORTH": str(care_group.north.pk), "SOUTH": str(care_group.south.pk)}
+    for name, value in params.items():
+        for placeholder, facility_id in ids.items():
+            value = value.replace(placeholder, facility_id)
+        params[name] = value
+    _warm(member_client, care_group, **params)
+    fast = member_client.get(CARE_STATS_URL, stats_query(care_group, **params))
+    monkeypatch.setattr(views, "care_stats_warm_hit", lambda request: None)
+    full = member_client.get(CARE_STATS_URL, stats_query(care_group, **params))
+
+    assert (fast["X-Cache"], full["X-Cache"]) == ("HIT", "HIT")
+    assert fast.content == full.content
+    assert [(k, v) for k, v in fast.items() if k not in PER_REQUEST_HEADERS] == [
+        (k, v) for k, v in full.items() if k not in PER_REQUEST_HEADERS
+    ]
+    # "Every facility named" is a distinct key the fast path has not seen: the full path
+    # answers it from the default scope's entry.
+    assert served_fast[1] is (params.get("facility_ids") != ids["SOUTH"] + "," + ids["NORTH"])
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda query, headers: headers.update(HTTP_ACCEPT="text/html"), "browsable API"),
+        (lambda query, headers: query.pop("date"), "today: needs the tenant's time zone"),
+        (lambda query, headers: query.update(format="json"), "DRF's format switch"),
+        (lambda query, headers: query.update(date=[query["date"]] * 2), "repeated parameter"),
+        (lambda query, headers: query.update(extra="1"), "unknown parameter"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_anything_but_a_plain_request_takes_the_full_path(
+    care_group, member_client, served_fast, change, why
+):
+    _warm(member_client, care_group)
+    query, headers = stats_query(care_group), {}
+    change(query, headers)
+
+    response = member_client.get(CARE_STATS_URL, query, **headers)
+
+    assert served_fast[-1] is False, why
+    assert response.status_code in (HTTPStatus.OK, HTTPStatus.BAD_REQUEST)
+
+
+def test_a_key_this_worker_has_not_authenticated_takes_the_full_path(
+    care_group, member_client, token_client, served_fast
+):
+    _warm(member_client, care_group)
+    user = MembershipFactory(tenant=care_group.tenant).user
+    response = token_client(user).get(CARE_STATS_URL, stats_query(care_group))
+    assert (response["X-Cache"], served_fast[-1]) == ("HIT", False)
+
+
+def test_a_cached_answer_never_reaches_a_caller_outside_the_tenant(
+    care_group, member_client, token_client, served_fast
+):
+    _warm(member_client, care_group)
+    outsider = token_client(MembershipFactory().user)  # a member of another tenant
+    assert outsider.get("/api/me/").status_code == HTTPStatus.OK  # its key is now known
+
+    response = outsider.get(CARE_STATS_URL, stats_query(care_group))
+
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert response.json() == {"detail": "Not found."}
+    assert served_fast[-1] is False
+
+
+def test_a_revoked_membership_or_token_applies_to_warm_hits_at_once(
+    care_group, token_client, served_fast
+):
+    membership = MembershipFactory(tenant=care_group.tenant)
+    _warm(token_client(membership.user), care_group)
+    token, key = api_token_create(user=membership.user, name="soon revoked")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    client.get(CARE_STATS_URL, stats_query(care_group))  # the worker learns this key
+    assert client.get(CARE_STATS_URL, stats_query(care_group)).status_code == HTTPStatus.OK
+    assert served_fast[-1] is True
+
+    api_token_revoke(token=token)
+    assert client.get(CARE_STATS_URL, stats_query(care_group)).status_code == 401
+
+    _, key = api_token_create(user=membership.user, name="second")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    client.get(CARE_STATS_URL, stats_query(care_group))
+    assert client.get(CARE_STATS_URL, stats_query(care_group)).status_code == HTTPStatus.OK
+    assert served_fast[-1] is True
+    membership_revoke(tenant=care_group.tenant, user=membership.user)
+    response = client.get(CARE_STATS_URL, stats_query(care_group))
+    assert (response.status_code, served_fast[-1]) == (HTTPStatus.NOT_FOUND, False)
+
+
+def test_an_expired_token_gets_401_even_with_its_principal_cached(care_group, served_fast):
+    membership = MembershipFactory(tenant=care_group.tenant)
+    _, key = api_token_create(
+        user=membership.user, name="short", expires_at=timezone.now() + timedelta(seconds=30)
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    _warm(client, care_group)
+    assert client.get(CARE_STATS_URL, stats_query(care_group)).status_code == HTTPStatus.OK
+    assert served_fast[-1] is True
+    # The cached principal carries the expiry: past it, the answer is 401 at once.
+    later = timezone.now() + timedelta(seconds=31)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("django.utils.timezone.now", lambda: later)
+        response = client.get(CARE_STATS_URL, stats_query(care_group))
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert served_fast[-1] is False
+
+
+def test_a_new_note_makes_the_next_answer_a_miss_that_includes_it(
+    care_group, member_client, served_fast
+):
+    _warm(member_client, care_group)
+    CareNoteFactory(patient=care_group.patients[0], created_at=NOON)
+    care_stats_invalidate(tenant_id=care_group.tenant.pk, day=DAY)
+
+    response = member_client.get(CARE_STATS_URL, stats_query(care_group))
+
+    assert (response["X-Cache"], response.json()["total_notes"]) == ("MISS", 5)
+    assert served_fast[-1] is False
+
+
+def test_tenant_changes_make_default_scope_answers_stale(care_group, member_client):
+    _warm(member_client, care_group)
+    added = FacilityFactory(tenant=care_group.tenant)
+    response = member_client.get(CARE_STATS_URL, stats_query(care_group))
+    assert response["X-Cache"] == "MISS"
+    assert added.pk in response.json()["facility_ids"]
+
+    care_group.tenant.timezone = "America/New_York"
+    care_group.tenant.save()
+    response = member_client.get(CARE_STATS_URL, stats_query(care_group))
+    assert (response["X-Cache"], response.json()["timezone"]) == ("MISS", "America/New_York")
+
+
+def test_each_request_is_counted_once_whichever_path_answers(
+    care_group, member_client, settings, monkeypatch, served_fast
+):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, throttling.SCOPE_STATS: "4/m"}
+    monkeypatch.setattr(throttling, "clock", lambda: PINNED_NOW)
+    statuses = [member_client.get(CARE_STATS_URL, stats_query(care_group)).status_code]  # 1
+    statuses.append(member_client.get(CARE_STATS_URL, stats_query(care_group)).status_code)  # 2
+    care_stats_invalidate(tenant_id=care_group.tenant.pk, day=DAY)
+    # Counted by the fast path, answered (MISS) by the full path: still one count.
+    statuses.append(member_client.get(CARE_STATS_URL, stats_query(care_group)).status_code)  # 3
+    statuses.append(member_client.get(CARE_STATS_URL, stats_query(care_group)).status_code)  # 4
+    refused = member_client.get(CARE_STATS_URL, stats_query(care_group))  # 5
+
+    assert statuses == [HTTPStatus.OK] * 4
+    assert served_fast == [False, True, False, True, False]
+    assert refused.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert refused["Retry-After"] == "50"
+
+
+def test_the_request_log_names_the_caller_of_a_fast_hit(
+    care_group, member_client, served_fast, caplog
+):
+    _warm(member_client, care_group)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=REQUEST_LOGGER_NAME):
+        member_client.get(CARE_STATS_URL, stats_query(care_group))
+    (record,) = [r for r in caplog.records if r.name == REQUEST_LOGGER_NAME]
+    assert served_fast[-1] is True
+    assert record.tenant_id == care_group.tenant.pk
+    assert record.user_id is not None
+
+
+def test_a_superuser_gets_fast_hits_for_any_tenant(care_group, token_client, served_fast):
+    client = token_client(UserFactory(is_superuser=True, is_staff=True))
+    _warm(client, care_group)
+    response = client.get(CARE_STATS_URL, stats_query(care_group))
+    assert (response.status_code, served_fast[-1]) == (HTTPStatus.OK, True)
+    assert json.loads(response.content) == expected_body(care_group)
