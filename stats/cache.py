@@ -222,10 +222,9 @@ def care_stats_get_cached(
     ``facility_ids``: the sorted, validated scope the request named; None for every facility
     of the tenant.
     """
-    scope = tenant.facility_ids if facility_ids is None else facility_ids
 
     def compute() -> dict:
-        return serialize(care_stats_get(tenant=tenant, day=day, facility_ids=scope))
+        return serialize(care_stats_get(tenant=tenant, day=day, facility_ids=facility_ids))
 
     if not settings.STATS_CACHE_ENABLED:
         # The operator's switch (and the benchmark's way to measure the uncached path).

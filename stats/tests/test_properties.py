@@ -109,18 +109,18 @@ def test_optimized_stats_equal_the_reference(data):
                 tenant = data.draw(st.sampled_from(infos))
                 anchor = data.draw(st.sampled_from(ANCHOR_DAYS))
                 day = anchor + timedelta(days=data.draw(st.integers(-1, 1)))
-                scope = tuple(
-                    sorted(
-                        data.draw(
-                            st.one_of(
-                                st.just(tenant.facility_ids),
-                                st.sets(st.sampled_from(tenant.facility_ids), min_size=1),
-                            ),
-                            label="facility scope",
-                        )
-                    )
+                drawn = data.draw(
+                    st.one_of(
+                        st.none(),  # every facility, the default scope
+                        st.just(tenant.facility_ids),
+                        st.sets(st.sampled_from(tenant.facility_ids), min_size=1),
+                    ),
+                    label="facility scope",
                 )
-                expected = care_stats_reference(tenant=tenant, day=day, facility_ids=scope)
+                scope = None if drawn is None else tuple(sorted(drawn))
+                expected = care_stats_reference(
+                    tenant=tenant, day=day, facility_ids=scope or tenant.facility_ids
+                )
                 actual = care_stats_get(tenant=tenant, day=day, facility_ids=scope)
                 assert actual == expected
             raise _Rollback

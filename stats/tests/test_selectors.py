@@ -16,6 +16,7 @@ from stats.selectors import (
     local_today,
 )
 from stats.tests.factories import DAY, NOON, care_group_create, tenant_info_of
+from tenants.principal import TenantInfo
 from tenants.tests.factories import FacilityFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -226,19 +227,31 @@ def test_the_json_body_is_what_the_documented_output_serializer_gives(london_gro
     assert stats.as_json()["date"] == DAY.isoformat()
 
 
-def test_the_statements_are_prepared_statements(london_group):
-    """The hot statements are prepared: PostgreSQL parses them once per connection."""
+def test_the_default_scopes_statements_are_prepared_and_subsets_are_not(london_group):
+    """Every facility: prepared once per connection. A subset: its ids as literals."""
     from django.db import connection
 
-    from stats.selectors import STATS_COUNTS_SQL
-
-    tenant, _, _, (ann, *_rest) = london_group
+    tenant, north, _, (ann, *_rest) = london_group
     CareNoteFactory(patient=ann, created_at=NOON)
     info = tenant_info_of(tenant)
-    for _ in range(6):
-        care_stats_get(tenant=info, day=DAY, facility_ids=info.facility_ids)
+    for _ in range(3):
+        care_stats_get(tenant=info, day=DAY)
+        care_stats_get(tenant=info, day=DAY, facility_ids=(north.pk,))
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
-        prepared = [row[0] for row in cursor.fetchall()]
-    assert any("GROUP BY facility_id, category, priority" in sql for sql in prepared), prepared
-    assert STATS_COUNTS_SQL.startswith("SELECT facility_id, category, priority, COUNT(*)")
+        prepared = [row[0] for row in cursor.fetchall() if "carenotes_carenote" in row[0]]
+    assert len(prepared) == 2, prepared
+    assert all("facility_id = ANY" not in sql for sql in prepared), prepared
+
+
+def test_the_default_scope_counts_a_facility_the_cached_facts_do_not_list_yet(london_group):
+    tenant, north, south, (ann, _bob, cat) = london_group
+    CareNoteFactory(patient=ann, created_at=NOON)
+    CareNoteFactory(patient=cat, created_at=NOON)
+    lagging = TenantInfo(tenant.pk, tenant.name, tenant.timezone, (north.pk,))
+
+    stats = care_stats_get(tenant=lagging, day=DAY)
+
+    assert stats.facility_ids == tuple(sorted((north.pk, south.pk)))
+    assert stats.by_facility == {str(north.pk): 1, str(south.pk): 1}
+    assert stats.total_notes == 2
