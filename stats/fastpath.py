@@ -1,17 +1,21 @@
-"""Warm stats hits without DRF: from request to response in one Redis round trip.
+"""Warm stats hits without DRF: one Redis round trip from request to response (two for today).
 
 Most analytics reads are repeats of an answer Redis already holds. Through DRF such a hit
 costs three Redis round trips (principal, throttle count, entry) and DRF's request,
 negotiation and rendering machinery, which makes it slower than DRF's own trivial
-authenticated endpoint. Here the same checks run in the same order on one pipeline:
+authenticated endpoint. Here the same checks run in the same order in one Lua call:
 
 1. the cached principal of the API key (by its SHA-256 digest, as tenants.authentication),
 2. the caller's throttle count in the stats scope (carenotes.throttling),
 3. the entry's generation, version and value (stats.cache.care_stats_keys).
 
+Without a ``date`` the day is today in the tenant's time zone: the first call reads the
+tenant's cached facts instead of the entry, and a second round trip (one MGET) the entry.
+
 The answer is served only when every check passes plainly: a GET with ``Authorization:
-Token`` asking for JSON, the documented parameters written canonically with an explicit
-``date``, a key this worker has authenticated before (its user names the throttle counter),
+Token`` asking for JSON, the documented parameters written canonically, a key this worker
+has authenticated before (its user names the throttle counter), the tenant's facts cached
+(when the day is today by default),
 a cached, unexpired principal that may read the tenant, a count within the rate, and a fresh
 entry. Anything else returns None and the request takes the full DRF path, which answers
 misses, errors (401/404/400/429) and other formats exactly as documented; a count already
@@ -41,10 +45,12 @@ from carenotes.throttling import (
 )
 from stats.cache import CacheStatus, care_stats_entry_body, care_stats_keys, care_stats_stamp
 from stats.params import parse_facility_ids, parse_iso_date, parse_positive_id
+from stats.selectors import local_today
 from tenants.cache import CACHE_ERRORS
-from tenants.principal import Principal
+from tenants.principal import Principal, TenantInfo
 from tenants.selectors import (
     principal_token_cache_key,
+    tenant_info_cache_key,
     token_digest,
     token_user_id_forget,
     token_user_id_recall,
@@ -57,16 +63,16 @@ JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
 # What DRF adds to every answer of this view (APIView.finalize_response).
 ALLOW = "GET, HEAD, OPTIONS"
 
-# KEYS: principal, generation, version, entry[, throttle counter]; ARGV: [counter lifetime].
-# One command instead of a pipeline of four: the counter's lifetime is set only when the
-# INCR created it, as carenotes.throttling's pipeline would (same key, same lifetime).
+# KEYS: principal, throttle counter ('' for none), then the keys to MGET; ARGV: counter
+# lifetime. One command instead of a pipeline: the counter's lifetime is set when the INCR
+# created it, as carenotes.throttling's pipeline would (same key, same lifetime).
 _WARM_HIT_LOOKUP = """
 local count = false
-if KEYS[5] then
-  count = redis.call('INCR', KEYS[5])
-  if count == 1 then redis.call('EXPIRE', KEYS[5], ARGV[1]) end
+if KEYS[2] ~= '' then
+  count = redis.call('INCR', KEYS[2])
+  if count == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
 end
-return {redis.call('GET', KEYS[1]), count, redis.call('MGET', KEYS[2], KEYS[3], KEYS[4])}
+return {redis.call('GET', KEYS[1]), count, redis.call('MGET', unpack(KEYS, 3))}
 """
 _lookup_scripts = {}
 
@@ -78,16 +84,16 @@ def _lookup_script(redis):
     return script
 
 
-def _params(query: QueryDict) -> tuple[int, date, tuple[int, ...] | None] | None:
-    """Return (tenant_id, day, facility_ids or None) of a canonical query, else None."""
+def _params(query: QueryDict) -> tuple[int, date | None, tuple[int, ...] | None] | None:
+    """Return (tenant_id, day or None, facility_ids or None) of a canonical query, else None."""
     try:
         if len(query) > 3 or any(len(values) != 1 for _, values in query.lists()):
             return None
-        raw_ids = query.get("facility_ids")
-        if len(query) != 2 + (raw_ids is not None):
+        raw_ids, raw_day = query.get("facility_ids"), query.get("date")
+        if len(query) != 1 + (raw_ids is not None) + (raw_day is not None):
             return None
         tenant_id = parse_positive_id(query["tenant_id"])
-        day = parse_iso_date(query["date"])
+        day = None if raw_day is None else parse_iso_date(raw_day)
         facility_ids = None if raw_ids is None else parse_facility_ids(raw_ids)
     except (KeyError, serializers.ValidationError):
         return None
@@ -120,20 +126,25 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
         return None
     window = throttle_window(scope=SCOPE_STATS, user_id=user_id)
 
-    keys = [
-        cache.make_key(principal_token_cache_key(digest)),
-        *care_stats_keys(tenant_id=tenant_id, day=day, facility_ids=facility_ids),
-    ]
-    args = []
-    if window is not None:
-        keys.append(window.key)
-        args.append(window.seconds + 1)
+    # Without a date the day is today in the tenant's time zone: the tenant's cached facts
+    # come in the first round trip and the entry in a second one.
+    if day is None:
+        wanted = [cache.make_key(tenant_info_cache_key(tenant_id))]
+    else:
+        wanted = list(care_stats_keys(tenant_id=tenant_id, day=day, facility_ids=facility_ids))
+    keys = [cache.make_key(principal_token_cache_key(digest)), window.key if window else ""]
     started = time.perf_counter()
     try:
         redis = get_redis_connection("default")
-        cached_principal, count, (generation, version, entry) = _lookup_script(redis)(
-            keys=keys, args=args
+        cached_principal, count, found = _lookup_script(redis)(
+            keys=keys + wanted, args=[window.seconds + 1 if window else 0]
         )
+        if day is None and found[0] is not None:
+            tenant = TenantInfo(**cache.client.decode(found[0]))
+            day = local_today(timezone_name=tenant.timezone)
+            found = redis.mget(
+                care_stats_keys(tenant_id=tenant_id, day=day, facility_ids=facility_ids)
+            )
     except CACHE_ERRORS:
         return None  # the full path degrades as documented (BYPASS, fail-open throttle)
     cache_seconds = time.perf_counter() - started
@@ -143,6 +154,9 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
         setattr(request, THROTTLE_COUNTED_ATTRIBUTE, (window.key, count))
         if count > window.limit:
             return None
+    if day is None:
+        return None  # the tenant's facts are not cached (or there is no such tenant)
+    generation, version, entry = found
     if cached_principal is None:
         return None
     principal = Principal.from_cache(cache.client.decode(cached_principal))
