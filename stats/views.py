@@ -172,10 +172,6 @@ class CareStatsView(APIView):
             return value
 
         def validate(self, attrs: dict) -> dict:
-            # Every facility of the tenant, named or by default, is the scope None: one
-            # cache entry for both forms.
-            if set(attrs.get("facility_ids", ())) == set(self.context["tenant"].facility_ids):
-                attrs.pop("facility_ids", None)
             attrs.setdefault("date", local_today(timezone_name=self.context["tenant"].timezone))
             return attrs
 

@@ -115,15 +115,17 @@ def test_invalidating_the_tenant_makes_every_day_stale(care_group, member_client
 
 
 def test_each_facility_scope_has_its_own_entry(care_group, member_client):
-    _get(member_client, care_group)
+    default = _get(member_client, care_group)
     north_only = _get(member_client, care_group, facility_ids=str(care_group.north.pk))
-    explicit_all = _get(
-        member_client, care_group, facility_ids=f"{care_group.south.pk},{care_group.north.pk}"
-    )
+    both = f"{care_group.south.pk},{care_group.north.pk}"
+    explicit_all = _get(member_client, care_group, facility_ids=both)
 
     assert (north_only["X-Cache"], north_only.json()["total_notes"]) == ("MISS", 3)
-    # The default scope is every facility: the same entry as naming them all.
-    assert explicit_all["X-Cache"] == "HIT"
+    # Naming every facility is its own key (a warm hit is looked up from the request alone,
+    # without the tenant's facility list), with the default scope's answer.
+    assert explicit_all["X-Cache"] == "MISS"
+    assert explicit_all.content == default.content
+    assert _get(member_client, care_group, facility_ids=both)["X-Cache"] == "HIT"
 
 
 def _entry_key(tenant_id: int, day, facility_ids=None) -> str:
