@@ -84,14 +84,6 @@ def throttle_window(*, scope: str | None, user_id: int | None) -> ThrottleWindow
     return ThrottleWindow(key=key, limit=limit, seconds=seconds, index=index, now=now)
 
 
-def throttle_count_queue(pipeline, window: ThrottleWindow) -> None:
-    """Queue the count of one request on a Redis pipeline (its reply is the new count)."""
-    # The key outlives its window by a second so a late INCR never recreates it without a
-    # lifetime.
-    pipeline.incr(window.key)
-    pipeline.expire(window.key, window.seconds + 1)
-
-
 def view_throttle_scope(view, method: str) -> str | None:
     """Return the view's scope for ``method``: ``throttle_scope``, or by safe/unsafe method."""
     if method in SAFE_METHODS:
@@ -131,8 +123,11 @@ class RedisFixedWindowThrottle(BaseThrottle):
 
     @staticmethod
     def _count(window: ThrottleWindow) -> int:
+        # One round trip; the key outlives its window by a second so a late INCR never
+        # recreates it without a lifetime.
         pipeline = get_redis_connection("default").pipeline(transaction=False)
-        throttle_count_queue(pipeline, window)
+        pipeline.incr(window.key)
+        pipeline.expire(window.key, window.seconds + 1)
         count, _ = pipeline.execute()
         return count
 

@@ -107,16 +107,15 @@ def _answer_name(tenant_id: int, day: date, facility_ids: tuple[int, ...] | None
 
 def care_stats_entry_data(*, entry: bytes | None, stamp: list[int]) -> dict | None:
     """Return the answer stored in ``entry`` when its stamp is ``stamp`` (fresh), else None."""
-    if entry is None:
+    body = care_stats_entry_body(entry=entry, stamp=stamp)
+    if body is None:
         return None
     try:
-        stored = json.loads(entry)
-        if stored["stamp"] == stamp:
-            return stored["data"]
-    except (ValueError, TypeError, KeyError):
-        # Not written by this module (or by an older layout): recompute and overwrite.
+        return json.loads(body)
+    except ValueError:
+        # Not written by this module: recompute and overwrite.
         logger.warning("unreadable stats cache entry")
-    return None
+        return None
 
 
 def care_stats_stamp(generation: bytes | None, version: bytes | None) -> list[int]:

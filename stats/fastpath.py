@@ -15,11 +15,11 @@ tenant's cached facts instead of the entry, and a second round trip (one MGET) t
 The answer is served only when every check passes plainly: a GET with ``Authorization:
 Token`` asking for JSON, the documented parameters written canonically, a key this worker
 has authenticated before (its user names the throttle counter), the tenant's facts cached
-(when the day is today by default),
-a cached, unexpired principal that may read the tenant, a count within the rate, and a fresh
-entry. Anything else returns None and the request takes the full DRF path, which answers
-misses, errors (401/404/400/429) and other formats exactly as documented; a count already
-made travels with the request (THROTTLE_COUNTED_ATTRIBUTE) so no request is counted twice.
+(when the day is today by default), a cached, unexpired principal that may read the tenant, a
+count within the rate, and a fresh entry. Anything else returns None and the request takes
+the full DRF path, which answers misses, errors (401/404/400/429) and other formats exactly
+as documented; a count already made travels with the request (THROTTLE_COUNTED_ATTRIBUTE)
+so no request is counted twice.
 
 An entry exists only for a request the full path validated (a member, the tenant's own
 facilities, a date in range), so serving it to a caller who may read the tenant gives the
@@ -65,7 +65,7 @@ ALLOW = "GET, HEAD, OPTIONS"
 
 # KEYS: principal, throttle counter ('' for none), then the keys to MGET; ARGV: counter
 # lifetime. One command instead of a pipeline: the counter's lifetime is set when the INCR
-# created it, as carenotes.throttling's pipeline would (same key, same lifetime).
+# created it (carenotes.throttling sets the same lifetime on every count).
 _WARM_HIT_LOOKUP = """
 local count = false
 if KEYS[2] ~= '' then
@@ -74,14 +74,6 @@ if KEYS[2] ~= '' then
 end
 return {redis.call('GET', KEYS[1]), count, redis.call('MGET', unpack(KEYS, 3))}
 """
-_lookup_scripts = {}
-
-
-def _lookup_script(redis):
-    script = _lookup_scripts.get(id(redis))
-    if script is None:
-        script = _lookup_scripts[id(redis)] = redis.register_script(_WARM_HIT_LOOKUP)
-    return script
 
 
 def _params(query: QueryDict) -> tuple[int, date | None, tuple[int, ...] | None] | None:
@@ -136,7 +128,7 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
     started = time.perf_counter()
     try:
         redis = get_redis_connection("default")
-        cached_principal, count, found = _lookup_script(redis)(
+        cached_principal, count, found = redis.register_script(_WARM_HIT_LOOKUP)(
             keys=keys + wanted, args=[window.seconds + 1 if window else 0]
         )
         if day is None and found[0] is not None:

@@ -154,8 +154,6 @@ def care_stats_get(
         statements = (STATS_COUNTS_SQL, STATS_PATIENTS_SQL)
         scope = tuple(sorted(tenant.facility_ids))
         cursor = prepared_cursor()
-    elif not facility_ids:
-        return care_stats_build(tenant=tenant, day=day, facility_ids=(), counts={}, patients=0)
     else:
         statements = (STATS_COUNTS_IN_FACILITIES_SQL, STATS_PATIENTS_IN_FACILITIES_SQL)
         scope = facility_ids

@@ -47,6 +47,20 @@ def served_fast(monkeypatch) -> list[bool]:
     return served
 
 
+def _count_redis_commands(monkeypatch) -> list[str]:
+    """Return a list that records the name of every Redis command sent from now on."""
+    commands = []
+    redis_class = type(get_redis_connection("default"))
+    real_execute = redis_class.execute_command
+
+    def counting(self, *args, **kwargs):
+        commands.append(args[0])
+        return real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis_class, "execute_command", counting)
+    return commands
+
+
 def _warm(client, group, **params):
     """Ask twice through the full path's first sight of the token: MISS, then a fast HIT."""
     first = client.get(CARE_STATS_URL, stats_query(group, **params))
@@ -59,15 +73,7 @@ def test_a_warm_hit_skips_drf_and_answers_in_one_redis_command(
 ):
     _warm(member_client, care_group)
     member_client.get(CARE_STATS_URL, stats_query(care_group))  # Redis now holds the script
-    commands = []
-    redis = get_redis_connection("default")
-    real_execute = type(redis).execute_command
-
-    def counting(self, *args, **kwargs):
-        commands.append(args[0])
-        return real_execute(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(redis), "execute_command", counting)
+    commands = _count_redis_commands(monkeypatch)
     monkeypatch.setattr(
         "rest_framework.views.APIView.initial",
         lambda *args, **kwargs: pytest.fail("DRF handled a warm hit"),
@@ -136,15 +142,7 @@ def test_today_by_default_is_served_fast_in_two_round_trips(
     query = {"tenant_id": care_group.tenant.pk}
     assert member_client.get(CARE_STATS_URL, query)["X-Cache"] == "MISS"
     member_client.get(CARE_STATS_URL, query)  # Redis now holds the script
-    commands = []
-    redis = get_redis_connection("default")
-    real_execute = type(redis).execute_command
-
-    def counting(self, *args, **kwargs):
-        commands.append(args[0])
-        return real_execute(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(redis), "execute_command", counting)
+    commands = _count_redis_commands(monkeypatch)
     response = member_client.get(CARE_STATS_URL, query)
 
     assert (response["X-Cache"], served_fast[-1]) == ("HIT", True)

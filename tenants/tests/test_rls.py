@@ -1,5 +1,6 @@
 """Row-level security: the database itself hides other tenants' rows from the app role."""
 
+import contextlib
 import importlib
 from http import HTTPStatus
 
@@ -149,13 +150,9 @@ def _in_force() -> tuple:
     ).fetchone()
 
 
-@pytest.mark.django_db(transaction=True)  # scopes are remembered only outside a transaction
-def test_a_request_scopes_to_the_callers_tenants_and_whatever_runs_next_gets_its_own(
-    token_client,
-):
-    ours, theirs = care_group_create(), care_group_create()
-    our_client = token_client(MembershipFactory(tenant=ours.tenant).user)
-    their_client = token_client(MembershipFactory(tenant=theirs.tenant).user)
+@contextlib.contextmanager
+def _scopes_sent():
+    """Yield the list of scopes actually sent to PostgreSQL (not merely found in force)."""
     sent = []
     original = rls.scope_apply
 
@@ -167,6 +164,17 @@ def test_a_request_scopes_to_the_callers_tenants_and_whatever_runs_next_gets_its
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(rls, "scope_apply", spy)
+        yield sent
+
+
+@pytest.mark.django_db(transaction=True)  # scopes are remembered only outside a transaction
+def test_a_request_scopes_to_the_callers_tenants_and_whatever_runs_next_gets_its_own(
+    token_client,
+):
+    ours, theirs = care_group_create(), care_group_create()
+    our_client = token_client(MembershipFactory(tenant=ours.tenant).user)
+    their_client = token_client(MembershipFactory(tenant=theirs.tenant).user)
+    with _scopes_sent() as sent:
         response = our_client.get(f"/api/notes/?tenant_id={ours.tenant.pk}")
         assert response.status_code == HTTPStatus.OK
         # The scope stays on the idle connection (no reset round trip)...
@@ -191,17 +199,7 @@ def test_a_callers_next_request_sends_no_scope_statement(token_client):
     client = token_client(MembershipFactory(tenant=group.tenant).user)
     url = f"/api/notes/?tenant_id={group.tenant.pk}"
     assert client.get(url).status_code == HTTPStatus.OK
-    sent = []
-    original = rls.scope_apply
-
-    def spy(db, scope, raw_cursor):
-        before = getattr(db, rls._APPLIED_ATTR, None)
-        original(db, scope, raw_cursor)
-        if getattr(db, rls._APPLIED_ATTR, None) is not before:
-            sent.append(scope)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rls, "scope_apply", spy)
+    with _scopes_sent() as sent:
         response = client.get(url)
     assert response.status_code == HTTPStatus.OK
     assert sent == []
