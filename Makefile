@@ -37,14 +37,14 @@ run: migrate
 	$(DEVENV) $(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) carenotes.wsgi
 
 test: export CACHE_KEY_PREFIX ?= test
-test: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: lint
 	$(DEVENV) $(BIN)/pytest $(PYTEST_ARGS)
 
+# ruff, then the import-linter contracts of pyproject.toml (the layering).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -114,13 +114,13 @@ load: migrate load-install
 		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) \
 		--max-p95-ms $(LOAD_MAX_P95_MS) --processes $(LOAD_PROCESSES)
 
-# Throttle cost: DRF's ScopedRateThrottle vs the Redis fixed window (tools/bench_throttle.py).
+# Throttle cost: DRF's ScopedRateThrottle vs the Redis fixed window (bench/throttle.py).
 .PHONY: bench-throttle
 bench-throttle: install
-	$(DEVENV) $(BIN)/python tools/bench_throttle.py $(BENCH_THROTTLE_ARGS)
+	$(DEVENV) $(BIN)/python -m bench.throttle $(BENCH_THROTTLE_ARGS)
 
 # Row-level security cost: the daily stats statements as the owner (no RLS), as carenotes_app
-# scoped to one tenant, and as carenotes_system (tools/bench_rls.py; seed 1M notes first).
+# scoped to one tenant, and as carenotes_system (bench/rls.py; seed 1M notes first).
 .PHONY: bench-rls
 bench-rls: migrate
-	$(DEVENV) $(BIN)/python tools/bench_rls.py $(BENCH_RLS_ARGS)
+	$(DEVENV) $(BIN)/python -m bench.rls $(BENCH_RLS_ARGS)

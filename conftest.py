@@ -61,7 +61,7 @@ def _rls_system_scope():
     """Test code outside requests acts as a trusted system context (all tenants, app role).
 
     Requests made through the test client get their own caller-scoped context from
-    RowLevelSecurityMiddleware, exactly as in production (tenants/rls.py).
+    RowLevelSecurityMiddleware, exactly as in production (tenants/middleware.py).
     """
     from tenants.rls import rls_system
 

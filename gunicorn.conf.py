@@ -45,7 +45,7 @@ keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
 
-# Off by default: the application's JSON request line (carenotes.observability) carries the
+# Off by default: the application's JSON request line (carenotes.core.observability) carries the
 # same facts plus tenant and user, and a second line per request cost measurable throughput
 # under the seed load profile (docs/PERFORMANCE.md). GUNICORN_ACCESSLOG=- turns it on (stderr).
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "") or None
@@ -58,14 +58,14 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 
 # With DJANGO_LOG_FORMAT=json (the default) gunicorn's own lines are JSON too, so stderr is
 # one JSON object per line throughout: error log records as the app's, access records with
-# their atoms as fields (carenotes/logjson.py has no Django import, so the master loads it).
+# their atoms as fields (carenotes/core/logjson.py has no Django import, so the master loads it).
 if os.environ.get("DJANGO_LOG_FORMAT", "json") == "json":
     logconfig_dict = {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "json": {"()": "carenotes.logjson.JsonFormatter"},
-            "access_json": {"()": "carenotes.logjson.AccessJsonFormatter"},
+            "json": {"()": "carenotes.core.logjson.JsonFormatter"},
+            "access_json": {"()": "carenotes.core.logjson.AccessJsonFormatter"},
         },
         "handlers": {
             "stderr": {"class": "logging.StreamHandler", "formatter": "json"},

@@ -49,7 +49,7 @@ def load(notes: int) -> None:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from carenotes.models import Patient
+    from carenotes.notes.models import Patient
     from tenants.models import Facility, Tenant
 
     user_model = get_user_model()
@@ -117,7 +117,7 @@ def bench(runs: int) -> None:
     """Print median milliseconds and query counts for the changelist pages."""
     from django.test import Client
 
-    from carenotes.models import CareNote
+    from carenotes.notes.models import CareNote
     from tenants.models import Facility
 
     users, tenant = _users()

@@ -42,8 +42,8 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from carenotes import seeding  # noqa: E402
-from carenotes.models import CareNote, Patient  # noqa: E402
+from carenotes.notes import seeding  # noqa: E402
+from carenotes.notes.models import CareNote, Patient  # noqa: E402
 from tenants.models import Membership, Role  # noqa: E402
 from tenants.rls import rls_owner  # noqa: E402
 

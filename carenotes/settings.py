@@ -71,20 +71,20 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "tenants",
-    "carenotes",
+    "carenotes.notes",
     "stats",
 ]
 
 MIDDLEWARE = [
     # First, so its id and duration cover every other middleware (and their early answers).
-    "carenotes.observability.RequestLogMiddleware",
+    "carenotes.core.observability.RequestLogMiddleware",
     # Oversized bodies (413) and query strings (400) are refused before anything reads them.
-    "carenotes.limits.RequestLimitsMiddleware",
-    # A view whose PostgreSQL connection died answers 503 + Retry-After (carenotes/resilience.py).
-    "carenotes.resilience.DatabaseUnavailableMiddleware",
+    "carenotes.core.limits.RequestLimitsMiddleware",
+    # A view whose PostgreSQL connection died answers 503 + Retry-After (core/resilience.py).
+    "carenotes.core.resilience.DatabaseUnavailableMiddleware",
     # Before anything that may query: every statement of the request runs under row-level
-    # security scoped to the caller's tenants (tenants/rls.py).
-    "tenants.rls.RowLevelSecurityMiddleware",
+    # security scoped to the caller's tenants (tenants/middleware.py).
+    "tenants.middleware.RowLevelSecurityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -136,7 +136,7 @@ if DATABASE_POOL:
         "max_size": env_int("DATABASE_POOL_MAX_SIZE", 4),
         "timeout": env_int("DATABASE_POOL_TIMEOUT", 10),
     }
-# Prepared statements for the hot, fixed SQL sent through carenotes.db.prepared_cursor (the
+# Prepared statements for the hot, fixed SQL sent through carenotes.core.db.prepared_cursor (the
 # stats selector). Django disables them for transaction-mode poolers; set
 # DATABASE_PREPARED_STATEMENTS=0 behind PgBouncer older than 1.21. Django's own cursors bind
 # on the client and are never prepared either way.
@@ -194,8 +194,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    # Per user and per endpoint scope, counted in Redis (carenotes/throttling.py).
-    "DEFAULT_THROTTLE_CLASSES": ["carenotes.throttling.RedisFixedWindowThrottle"],
+    # Per user and per endpoint scope, counted in Redis (carenotes/core/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["carenotes.core.throttling.RedisFixedWindowThrottle"],
 }
 
 # --- Throttling (requests per user and scope; "<count>/<s|m|h|d>", "off" disables a scope) --
@@ -220,7 +220,7 @@ for _scope, _default in THROTTLE_RATE_DEFAULTS.items():
         )
     THROTTLE_RATES[_scope] = _rate
 
-# --- Request limits (carenotes/limits.py answers 413 / 400 before any view runs) -----------
+# --- Request limits (carenotes/core/limits.py answers 413 / 400 before any view runs) -----------
 # The largest API body is a note: 10,000 characters, at most ~120 KB as JSON escapes.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 256 * 1024)
 # Query parameters and form fields per request; the API takes at most ten.
@@ -239,7 +239,7 @@ SPECTACULAR_SETTINGS = {
     # 401, 429 and the request limits' 400/413 on every secured operation.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "carenotes.schema_hooks.postprocess_common_errors",
+        "carenotes.core.schema_hooks.postprocess_common_errors",
     ],
 }
 
@@ -290,7 +290,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     # JSON lines (one object per record) unless DJANGO_LOG_FORMAT=text, e.g. for a terminal.
     "formatters": {
-        "json": {"()": "carenotes.logjson.JsonFormatter"},
+        "json": {"()": "carenotes.core.logjson.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {

@@ -31,9 +31,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django_redis import get_redis_connection
 
-from stats.selectors import CareStats, care_stats_get, local_today
+from carenotes.core.cache import CACHE_ERRORS
+from carenotes.core.days import local_today
+from stats.selectors import CareStats, care_stats_get
 from stats.services import care_stats_generation_key, care_stats_version_key
-from tenants.cache import CACHE_ERRORS
 from tenants.principal import TenantInfo
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ negotiation and rendering machinery, which makes it slower than DRF's own trivia
 authenticated endpoint. Here the same checks run in the same order in one Lua call:
 
 1. the cached principal of the API key (by its SHA-256 digest, as tenants.authentication),
-2. the caller's throttle count in the stats scope (carenotes.throttling),
+2. the caller's throttle count in the stats scope (carenotes.core.throttling),
 3. the entry's generation, version and value (stats.cache.care_stats_keys).
 
 Without a ``date`` the day is today in the tenant's time zone: the first call reads the
@@ -37,16 +37,16 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 from rest_framework import serializers
 
-from carenotes.observability import request_user_tag
-from carenotes.throttling import (
+from carenotes.core.cache import CACHE_ERRORS
+from carenotes.core.days import local_today
+from carenotes.core.observability import request_user_tag
+from carenotes.core.params import parse_facility_ids, parse_iso_date, parse_positive_id
+from carenotes.core.throttling import (
     SCOPE_STATS,
     THROTTLE_COUNTED_ATTRIBUTE,
     throttle_window,
 )
 from stats.cache import CacheStatus, care_stats_entry_body, care_stats_keys, care_stats_stamp
-from stats.params import parse_facility_ids, parse_iso_date, parse_positive_id
-from stats.selectors import local_today
-from tenants.cache import CACHE_ERRORS
 from tenants.principal import Principal, TenantInfo
 from tenants.selectors import (
     principal_token_cache_key,
@@ -65,7 +65,7 @@ ALLOW = "GET, HEAD, OPTIONS"
 
 # KEYS: principal, throttle counter ('' for none), then the keys to MGET; ARGV: counter
 # lifetime. One command instead of a pipeline: the counter's lifetime is set when the INCR
-# created it (carenotes.throttling sets the same lifetime on every count).
+# created it (carenotes.core.throttling sets the same lifetime on every count).
 _WARM_HIT_LOOKUP = """
 local count = false
 if KEYS[2] ~= '' then

@@ -12,7 +12,7 @@ and keeps the notes whose local date (``created_at`` converted to the tenant's z
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from carenotes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Category
+from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Category
 from stats.selectors import CareStats, avg_notes_per_patient
 from tenants.principal import TenantInfo
 

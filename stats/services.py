@@ -6,7 +6,7 @@ from datetime import date
 from django.core.cache import cache
 from django_redis import get_redis_connection
 
-from tenants.cache import CACHE_ERRORS
+from carenotes.core.cache import CACHE_ERRORS
 
 logger = logging.getLogger(__name__)
 

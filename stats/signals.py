@@ -1,4 +1,4 @@
-"""Keeps cached stats answers in step with the tenant facts they were computed from.
+"""Keeps cached stats answers in step with the notes and tenant facts they were computed from.
 
 Stats cache keys name the tenant, the day and the requested scope, not the tenant's time
 zone or facility list (stats.cache.care_stats_keys). A change of either makes every cached
@@ -10,7 +10,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from stats.services import care_stats_invalidate_tenant
+from carenotes.notes.signals import care_notes_changed
+from stats.services import care_stats_invalidate, care_stats_invalidate_tenant
 from tenants.models import Facility, Tenant
 
 
@@ -27,3 +28,10 @@ def facility_changed(sender, instance, **kwargs) -> None:
 @receiver(post_save, sender=Tenant)
 def tenant_changed(sender, instance, **kwargs) -> None:
     _invalidate_now_and_after_commit(instance.pk)
+
+
+@receiver(care_notes_changed)
+def care_notes_days_changed(sender, tenant_id: int, days: frozenset, **kwargs) -> None:
+    # Sent after commit (carenotes.notes.services), so one bump per day is enough.
+    for day in days:
+        care_stats_invalidate(tenant_id=tenant_id, day=day)

@@ -18,11 +18,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from carenotes.models import Category
-from carenotes.throttling import SCOPE_STATS
-from stats.cache import CacheStatus, care_stats_get_cached
-from stats.fastpath import care_stats_warm_hit
-from stats.params import (
+from carenotes.core.days import local_today
+from carenotes.core.params import (
     BIGINT_MAX,
     STATS_DATE_MIN,
     STATS_MAX_FACILITY_IDS,
@@ -31,7 +28,11 @@ from stats.params import (
     parse_iso_date,
     parse_positive_id,
 )
-from stats.selectors import PRIORITY_KEYS, CareStats, local_today
+from carenotes.core.throttling import SCOPE_STATS
+from carenotes.notes.models import Category
+from stats.cache import CacheStatus, care_stats_get_cached
+from stats.fastpath import care_stats_warm_hit
+from stats.selectors import PRIORITY_KEYS, CareStats
 from tenants.selectors import principal_from_request, tenant_get_for_principal
 
 # DRF's own ?format=json|api switch (browsable API) is accepted besides the documented ones.

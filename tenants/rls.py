@@ -17,9 +17,9 @@ Scopes, in order of trust:
 
 - ``NO_TENANTS``: the default everywhere, including management commands and the shell; the
   app role sees no tenant-scoped row.
-- a request's scope (``RowLevelSecurityMiddleware``): the tenants the authenticated
-  principal belongs to, or all tenants for a superuser; no tenants before authentication.
-  It stays on the connection after the request until a statement wants another scope.
+- a request's scope (``tenants.middleware``): the tenants the authenticated principal
+  belongs to, or all tenants for a superuser; no tenants before authentication. It stays on
+  the connection after the request until a statement wants another scope.
 - ``SYSTEM`` (``rls_system()``): ``carenotes_system`` with every tenant, for trusted work
   that precedes or spans tenants (building a principal from its memberships, a superuser's
   requests, the test suite's setup code).
@@ -31,10 +31,9 @@ import contextlib
 import contextvars
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.db.backends.base.base import NO_DB_ALIAS
-from django.http import HttpRequest, HttpResponse
-from django.utils.functional import SimpleLazyObject, empty
 
 from tenants.principal import Principal
 
@@ -99,42 +98,13 @@ def principal_scope(principal: Principal) -> DbScope:
     return tenants_scope(principal.roles)
 
 
-class RequestScope:
-    """The scope of one HTTP request, following whoever the request is authenticated as.
+class LazyScope(Protocol):
+    """A scope decided at each statement (a request's follows its authenticated user)."""
 
-    Resolved at each statement from ``request.user``: DRF's token authentication puts the
-    token's user (carrying ``.principal``) there, Django's session middleware a lazy user.
-    A user that has not been loaded yet has no tenants: nothing is evaluated just for RLS.
-    """
-
-    def __init__(self, request: HttpRequest):
-        self.request = request
-        self._user = None
-        self._scope = NO_TENANTS
-
-    def resolve(self) -> DbScope:
-        user = self.request.__dict__.get("user")
-        if user is None or (isinstance(user, SimpleLazyObject) and user._wrapped is empty):
-            return NO_TENANTS
-        if user is not self._user:
-            self._scope = self._scope_of(user)
-            self._user = user
-        return self._scope
-
-    @staticmethod
-    def _scope_of(user) -> DbScope:
-        if not user.is_authenticated:
-            return NO_TENANTS
-        principal = getattr(user, "principal", None)
-        if principal is None:
-            # A session user (the admin, the browsable API): their cached principal.
-            from tenants.selectors import principal_get_for_user
-
-            principal = principal_get_for_user(user=user)
-        return principal_scope(principal)
+    def resolve(self) -> DbScope: ...
 
 
-_scope: contextvars.ContextVar[DbScope | RequestScope] = contextvars.ContextVar(
+_scope: contextvars.ContextVar[DbScope | LazyScope] = contextvars.ContextVar(
     "carenotes_db_scope", default=NO_TENANTS
 )
 
@@ -142,11 +112,11 @@ _scope: contextvars.ContextVar[DbScope | RequestScope] = contextvars.ContextVar(
 def db_scope_current() -> DbScope:
     """Return the scope the next statement must run under."""
     value = _scope.get()
-    return value.resolve() if isinstance(value, RequestScope) else value
+    return value if isinstance(value, DbScope) else value.resolve()
 
 
 @contextlib.contextmanager
-def db_scope(scope: DbScope | RequestScope) -> Iterator[None]:
+def db_scope(scope: DbScope | LazyScope) -> Iterator[None]:
     """Run the block's statements under ``scope`` (restored afterwards, also on error)."""
     token = _scope.set(scope)
     try:
@@ -223,21 +193,3 @@ def db_scope_install(sender, connection, **kwargs) -> None:
     if db_scope_wrapper not in connection.execute_wrappers:
         # First, so that it runs before any timing or logging wrapper of the request.
         connection.execute_wrappers.insert(0, db_scope_wrapper)
-
-
-class RowLevelSecurityMiddleware:
-    """Scope each request's statements to its caller's tenants.
-
-    The scope is not reset when the request ends: whatever uses the connection next passes
-    through ``db_scope_wrapper`` before its first statement, which puts that code's own
-    scope in force (``NO_TENANTS`` outside requests). Not resetting saves a round trip per
-    request, and a second one on the next request of the same caller, whose scope is then
-    already in force (docs/PERFORMANCE.md, "Uncached stats").
-    """
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        with db_scope(RequestScope(request)):
-            return self.get_response(request)

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, PermissionDenied
 
-from tenants.cache import cache_get, cache_get_many, cache_set
+from carenotes.core.cache import cache_get, cache_get_many, cache_set
 from tenants.models import ApiToken, Facility, Membership, Tenant
 from tenants.principal import Principal, TenantInfo
 from tenants.rls import rls_system

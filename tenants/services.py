@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils import timezone
 
-from tenants.cache import cache_delete_many
+from carenotes.core.cache import cache_delete_many
 from tenants.models import ApiToken, Facility, Membership, Role, Tenant
 from tenants.rls import rls_system
 from tenants.selectors import (

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from tenants.cache import cache_delete_many
+from carenotes.core.cache import cache_delete_many
 from tenants.models import ApiToken, Facility, Membership, Tenant
 from tenants.selectors import principal_token_cache_key
 from tenants.services import principal_cache_invalidate, tenant_info_cache_invalidate

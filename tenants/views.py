@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from carenotes.throttling import SCOPE_ME
+from carenotes.core.throttling import SCOPE_ME
 from tenants.selectors import principal_from_request
 
 

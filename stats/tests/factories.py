@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from carenotes.models import Category, Patient
-from carenotes.tests.factories import CareNoteFactory, PatientFactory
+from carenotes.notes.models import Category, Patient
+from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
 from tenants.models import Facility, Tenant
 from tenants.principal import TenantInfo
 from tenants.tests.factories import FacilityFactory, TenantFactory

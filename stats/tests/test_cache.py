@@ -12,7 +12,8 @@ from django.db import connection
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
-from carenotes.tests.factories import CareNoteFactory
+from carenotes.core.days import local_today
+from carenotes.notes.tests.factories import CareNoteFactory
 from stats import cache as stats_cache
 from stats.cache import (
     STATS_TTL_PAST,
@@ -20,7 +21,7 @@ from stats.cache import (
     care_stats_get_cached,
     care_stats_keys,
 )
-from stats.selectors import care_stats_get, local_today
+from stats.selectors import care_stats_get
 from stats.services import (
     STATS_COUNTER_TTL,
     care_stats_invalidate,

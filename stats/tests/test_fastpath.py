@@ -10,11 +10,11 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
-from carenotes import throttling
-from carenotes.observability import REQUEST_LOGGER_NAME
-from carenotes.tests.factories import CareNoteFactory
+from carenotes.core import throttling
+from carenotes.core.days import local_today
+from carenotes.core.observability import REQUEST_LOGGER_NAME
+from carenotes.notes.tests.factories import CareNoteFactory
 from stats import views
-from stats.selectors import local_today
 from stats.services import care_stats_invalidate
 from stats.tests.factories import CARE_STATS_URL, DAY, NOON, expected_body, stats_query
 from tenants.services import (

@@ -9,7 +9,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carenotes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Category, Patient
+from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Category, Patient
 from stats.reference import care_stats_reference
 from stats.selectors import care_stats_get
 from tenants.models import Facility, Tenant

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from carenotes.models import STATS_INDEX_NAME
-from carenotes.tests.factories import CareNoteFactory, PatientFactory
+from carenotes.notes.models import STATS_INDEX_NAME
+from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
 from stats.selectors import care_stats_get
 from stats.tests.factories import tenant_info_of
 from tenants.rls import rls_owner

@@ -4,15 +4,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from carenotes.models import Category
-from carenotes.tests.factories import CareNoteFactory, PatientFactory
+from carenotes.notes.models import Category
+from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
 from stats.reference import care_stats_reference
 from stats.selectors import (
     PRIORITY_KEYS,
     CareStats,
     avg_notes_per_patient,
     care_stats_get,
-    local_day_bounds,
     local_today,
 )
 from stats.tests.factories import DAY, NOON, care_group_create, tenant_info_of
@@ -91,32 +90,6 @@ def test_a_day_without_notes_is_all_zeros(london_group):
     assert stats.by_priority == _zeros(PRIORITY_KEYS)
     assert stats.by_facility == {str(north.pk): 0, str(south.pk): 0}
     assert stats.avg_notes_per_patient == 0
-
-
-@pytest.mark.parametrize(
-    ("timezone_name", "day", "hours"),
-    [
-        ("Europe/London", date(2025, 3, 30), 23),
-        ("Europe/London", date(2025, 10, 26), 25),
-        ("America/New_York", date(2025, 3, 9), 23),
-        ("America/New_York", date(2025, 11, 2), 25),
-        ("Asia/Kolkata", date(2025, 3, 30), 24),
-    ],
-)
-def test_local_day_bounds_follow_dst(timezone_name, day, hours):
-    start, end = local_day_bounds(day=day, timezone_name=timezone_name)
-    assert end - start == timedelta(hours=hours)
-
-
-def test_local_day_bounds_are_local_midnights_in_utc():
-    assert local_day_bounds(day=date(2025, 10, 26), timezone_name="Europe/London") == (
-        datetime(2025, 10, 25, 23, 0, tzinfo=UTC),  # 00:00 BST
-        datetime(2025, 10, 27, 0, 0, tzinfo=UTC),  # 00:00 GMT
-    )
-    assert local_day_bounds(day=DAY, timezone_name="Asia/Kolkata") == (
-        datetime(2025, 3, 9, 18, 30, tzinfo=UTC),
-        datetime(2025, 3, 10, 18, 30, tzinfo=UTC),
-    )
 
 
 def test_25_hour_day_counts_both_ends_and_not_the_neighbours():

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carenotes.tests.factories import CareNoteFactory, PatientFactory
-from stats.selectors import local_today
+from carenotes.core.days import local_today
+from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
 from stats.tests.factories import CARE_STATS_URL, expected_body, stats_query
 from stats.views import BIGINT_MAX, STATS_DATE_MIN, STATS_MAX_FACILITY_IDS, one_year_after
 from tenants.services import membership_revoke

@@ -1,0 +1,1 @@
+"""Shared infrastructure: request log, limits, throttling, Redis and database plumbing; no app."""

@@ -1,0 +1,135 @@
+"""Per-user, per-endpoint request throttling: a fixed window counted in the shared Redis.
+
+DRF's ``SimpleRateThrottle`` keeps a list of timestamps per key and costs a GET and a SET
+of that list per request. Here a request costs one pipelined ``INCR`` + ``EXPIRE`` (one
+Redis round trip, a few bytes). A fixed window lets a client send up to twice the rate
+across a window boundary; for a guard against runaway clients that is an acceptable price.
+
+Redis unreachable: the request is let through and a warning logged (fail open). Throttling
+protects capacity; it must never turn a Redis outage into an API outage.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django_redis import get_redis_connection
+from rest_framework.throttling import BaseThrottle
+
+from carenotes.core.cache import CACHE_ERRORS
+
+logger = logging.getLogger(__name__)
+
+# Seconds per period letter, as in DRF's "<count>/<period>" rate strings.
+THROTTLE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+THROTTLE_KEY_PREFIX = "throttle"
+# Scopes the views use; the rates come from settings.THROTTLE_RATES (environment).
+SCOPE_STATS = "stats"
+SCOPE_NOTES_READ = "notes_read"
+SCOPE_NOTES_WRITE = "notes_write"
+SCOPE_ME = "me"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# The clock windows are cut from; tests pin it to assert exact Retry-After values.
+clock = time.time
+# Set on a Django request by code that already counted it (stats.fastpath): the window's key
+# and the count, so the throttle decides from that count instead of counting the request twice.
+THROTTLE_COUNTED_ATTRIBUTE = "carenotes_throttle_counted"
+
+
+class ThrottleRateError(ValueError):
+    """A rate string that is not ``<positive count>/<s|m|h|d>``."""
+
+
+def throttle_rate_parse(rate: str) -> tuple[int, int]:
+    """Return ``(requests, window_seconds)`` of a rate such as ``"600/m"``."""
+    count_text, _, period = rate.partition("/")
+    seconds = THROTTLE_PERIODS.get(period[:1].lower()) if period else None
+    if not count_text.isdigit() or int(count_text) < 1 or seconds is None:
+        raise ThrottleRateError(
+            f"Throttle rates look like 600/m (count per s, m, h or d), got {rate!r}."
+        )
+    return int(count_text), seconds
+
+
+def throttle_key(*, scope: str, user_id: int, window: int) -> str:
+    """Return the cache key counting one user's requests to one scope in one window."""
+    return f"{THROTTLE_KEY_PREFIX}:{scope}:{user_id}:{window}"
+
+
+@dataclass(frozen=True)
+class ThrottleWindow:
+    """The fixed window a request of one user to one scope is counted in."""
+
+    key: str  # Redis key, cache prefix applied
+    limit: int
+    seconds: int
+    index: int
+    now: float
+
+    def retry_after(self) -> float:
+        return (self.index + 1) * self.seconds - self.now
+
+
+def throttle_window(*, scope: str | None, user_id: int | None) -> ThrottleWindow | None:
+    """Return the current window for ``user_id`` in ``scope``; None when nothing limits it."""
+    rate = settings.THROTTLE_RATES.get(scope) if scope else None
+    if rate is None or user_id is None:
+        return None
+    limit, seconds = throttle_rate_parse(rate)
+    now = clock()
+    index = int(now // seconds)
+    key = cache.make_key(throttle_key(scope=scope, user_id=user_id, window=index))
+    return ThrottleWindow(key=key, limit=limit, seconds=seconds, index=index, now=now)
+
+
+def view_throttle_scope(view, method: str) -> str | None:
+    """Return the view's scope for ``method``: ``throttle_scope``, or by safe/unsafe method."""
+    if method in SAFE_METHODS:
+        return getattr(view, "throttle_scope", None)
+    return getattr(view, "throttle_scope_write", None) or getattr(view, "throttle_scope", None)
+
+
+class RedisFixedWindowThrottle(BaseThrottle):
+    """Limit each authenticated user to the rate of the view's scope; 429 with Retry-After.
+
+    Views name their scope in ``throttle_scope`` (and ``throttle_scope_write`` for unsafe
+    methods when writes have their own budget). Views without a scope, or a scope without a
+    rate, are not throttled. Anonymous requests are rejected by authentication first.
+    """
+
+    def __init__(self) -> None:
+        self.retry_after: float | None = None
+
+    def allow_request(self, request, view) -> bool:
+        scope = view_throttle_scope(view, request.method)
+        window = throttle_window(scope=scope, user_id=getattr(request.user, "pk", None))
+        if window is None:
+            return True
+        counted = getattr(request, THROTTLE_COUNTED_ATTRIBUTE, None)
+        if counted is not None and counted[0] == window.key:
+            count = counted[1]
+        else:
+            try:
+                count = self._count(window)
+            except CACHE_ERRORS as exc:
+                logger.warning("throttle %s unavailable, request let through: %s", scope, exc)
+                return True
+        if count <= window.limit:
+            return True
+        self.retry_after = window.retry_after()
+        return False
+
+    @staticmethod
+    def _count(window: ThrottleWindow) -> int:
+        # One round trip; the key outlives its window by a second so a late INCR never
+        # recreates it without a lifetime.
+        pipeline = get_redis_connection("default").pipeline(transaction=False)
+        pipeline.incr(window.key)
+        pipeline.expire(window.key, window.seconds + 1)
+        count, _ = pipeline.execute()
+        return count
+
+    def wait(self) -> float | None:
+        return self.retry_after

@@ -1,0 +1,121 @@
+"""Reads for the care-note domain: note lists (keyset-paginated) and single notes."""
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+from rest_framework.exceptions import NotFound, ValidationError
+
+from carenotes.notes.models import CareNote, Patient
+from tenants.principal import Principal, TenantInfo
+
+NOTE_PAGE_SIZE_DEFAULT = 50
+NOTE_PAGE_SIZE_MAX = 200
+# Columns the API shows; the joins fetch the author's name and patient's reference at once.
+NOTE_OUTPUT_RELATED = ("author", "patient")
+
+
+@dataclass(frozen=True)
+class NoteFilters:
+    """Optional narrowing of a tenant's notes; None means "any"."""
+
+    facility_id: int | None = None
+    patient_id: int | None = None
+    category: str | None = None
+    priority: int | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    author_id: int | None = None
+
+
+@dataclass(frozen=True)
+class NoteCursor:
+    """Position after the last note of a page: its (created_at, id), the list's sort key."""
+
+    created_at: datetime
+    id: int
+
+    def encode(self) -> str:
+        raw = f"{self.created_at.isoformat()}|{self.id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str) -> "NoteCursor":
+        """Parse a cursor made by ``encode``; raise ValueError on anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+            created_at_text, id_text = raw.split("|")
+            created_at, note_id = datetime.fromisoformat(created_at_text), int(id_text)
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError("invalid cursor") from exc
+        if created_at.tzinfo is None or not 0 < note_id < 2**63:
+            raise ValueError("invalid cursor")
+        return cls(created_at=created_at, id=note_id)
+
+
+def note_list(*, tenant: TenantInfo, filters: NoteFilters) -> QuerySet[CareNote]:
+    """Return the tenant's notes matching ``filters``, newest first (ties by id).
+
+    A facility or patient of another tenant is a ValidationError naming the filter, not
+    an empty list: the caller asked about something that is not theirs.
+    """
+    if filters.facility_id is not None and filters.facility_id not in tenant.facility_ids:
+        raise ValidationError({"facility_id": ["No such facility in this tenant."]})
+    if filters.patient_id is not None and not patient_exists(
+        tenant_id=tenant.id, patient_id=filters.patient_id
+    ):
+        raise ValidationError({"patient_id": ["No such patient in this tenant."]})
+    conditions = {
+        "facility_id": filters.facility_id,
+        "patient_id": filters.patient_id,
+        "category": filters.category,
+        "priority": filters.priority,
+        "author_id": filters.author_id,
+        "created_at__gte": filters.created_after,
+        "created_at__lt": filters.created_before,
+    }
+    return (
+        CareNote.objects.filter(tenant_id=tenant.id)
+        .filter(**{key: value for key, value in conditions.items() if value is not None})
+        .select_related(*NOTE_OUTPUT_RELATED)
+        .order_by("-created_at", "-id")
+    )
+
+
+def note_page(
+    *, queryset: QuerySet[CareNote], cursor: NoteCursor | None, page_size: int
+) -> tuple[list[CareNote], NoteCursor | None]:
+    """Return one page of a ``note_list`` queryset and the cursor of the next page (or None).
+
+    Keyset pagination: the page starts strictly after the cursor's (created_at, id), so
+    notes inserted meanwhile never shift or repeat rows, and deep pages cost what the
+    first page costs.
+    """
+    if cursor is not None:
+        # The redundant created_at <= bound lets the index range scan start at the cursor.
+        queryset = queryset.filter(created_at__lte=cursor.created_at).filter(
+            Q(created_at__lt=cursor.created_at) | Q(id__lt=cursor.id)
+        )
+    rows = list(queryset[: page_size + 1])
+    if len(rows) <= page_size:
+        return rows, None
+    last = rows[page_size - 1]
+    return rows[:page_size], NoteCursor(created_at=last.created_at, id=last.pk)
+
+
+def note_get(*, principal: Principal, note_id: int) -> CareNote:
+    """Return a note of one of the caller's tenants; 404 for any other id, existing or not."""
+    queryset = CareNote.objects.select_related(*NOTE_OUTPUT_RELATED)
+    if not principal.is_superuser:
+        queryset = queryset.filter(tenant_id__in=list(principal.roles))
+    note = queryset.filter(pk=note_id).first()
+    if note is None:
+        raise NotFound()
+    return note
+
+
+def patient_exists(*, tenant_id: int, patient_id: int) -> bool:
+    """Return True when ``patient_id`` is a patient of the tenant."""
+    return Patient.objects.filter(tenant_id=tenant_id, pk=patient_id).exists()

@@ -1,0 +1,1 @@
+"""System tests across apps: isolation matrix, faults, schema fuzzing, browser, serving."""

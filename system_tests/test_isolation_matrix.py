@@ -1,0 +1,430 @@
+"""Every route, every kind of caller: exact status codes, and no other tenant's data in a body.
+
+The routes come from the URL configuration itself (``get_resolver``), so a new endpoint that
+is not given a row in the matrix below fails ``test_every_route_is_in_the_matrix`` with its
+name. Admin routes are derived from ``admin.site._registry``: a newly registered model needs
+a row in ``ADMIN_MODELS`` (what a tenant admin may do with it, and whether it is scoped).
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.urls import URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from carenotes.notes.models import CareNote
+from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
+from tenants.models import ApiToken, Membership, Role
+from tenants.services import TENANT_ADMIN_GROUP, api_token_create, membership_grant
+from tenants.tests.factories import FacilityFactory, TenantFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PRINCIPALS = ("anonymous", "bad_token", "carer_a", "manager_a", "admin_a", "member_b", "superuser")
+# Callers whose answers must carry nothing of tenant B (and member_b nothing of tenant A).
+A_PRINCIPALS = ("carer_a", "manager_a", "admin_a")
+STATS_DAY = "2025-03-10"
+NOTE_TIME = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+A_NOTES, B_NOTES = 3, 7  # distinct counts, so a leaked count would be recognisable
+
+OK, FOUND, NOT_FOUND = HTTPStatus.OK, HTTPStatus.FOUND, HTTPStatus.NOT_FOUND
+FORBIDDEN, UNAUTHORIZED = HTTPStatus.FORBIDDEN, HTTPStatus.UNAUTHORIZED
+CREATED, NOT_ALLOWED = HTTPStatus.CREATED, HTTPStatus.METHOD_NOT_ALLOWED
+
+
+def codes(anonymous, bad_token, carer_a, manager_a, admin_a, member_b, superuser) -> dict:
+    """Return the expected status per principal, in PRINCIPALS order."""
+    values = (anonymous, bad_token, carer_a, manager_a, admin_a, member_b, superuser)
+    return dict(zip(PRINCIPALS, values, strict=True))
+
+
+PUBLIC = codes(*[OK] * 7)
+# The API for tenant A's data: members of A in any role, and superusers.
+A_MEMBERS_API = codes(UNAUTHORIZED, UNAUTHORIZED, OK, OK, OK, NOT_FOUND, OK)
+# The admin lets in staff only; everyone else is sent to the login page.
+STAFF = codes(FOUND, FOUND, FOUND, FOUND, OK, OK, OK)
+
+
+@dataclass
+class Side:
+    """One tenant with distinctive names, so its data is recognisable in any response."""
+
+    tag: str
+    tenant: object
+    facility: object
+    patient: object
+    notes: list
+    carer: object
+    manager: object
+    admin: object
+    membership: object
+    token: ApiToken
+
+    def markers(self) -> list[str]:
+        return [
+            self.tenant.name,
+            self.facility.name,
+            self.patient.reference,
+            self.patient.display_name,
+            self.notes[0].body,
+            self.carer.username,
+            self.manager.username,
+            self.admin.username,
+        ]
+
+    def ids(self) -> dict[str, set[int]]:
+        return {
+            "tenant": {self.tenant.pk},
+            "facility": {self.facility.pk},
+            "patient": {self.patient.pk},
+            "note": {note.pk for note in self.notes},
+            "user": {self.carer.pk, self.manager.pk, self.admin.pk},
+        }
+
+
+def _side(tag: str, notes: int) -> Side:
+    tenant = TenantFactory(name=f"{tag} Care Group", slug=tag.lower())
+    facility = FacilityFactory(tenant=tenant, name=f"{tag} House")
+    patient = PatientFactory(
+        facility=facility, reference=f"{tag[:3].upper()}-7731", display_name=f"{tag} Resident"
+    )
+    users = {}
+    for role in Role:
+        users[role] = UserFactory(username=f"{tag.lower()}-{role.value}")
+        membership_grant(user=users[role], tenant=tenant, role=role)
+    carer = users[Role.CARER]
+    token, _ = api_token_create(user=carer, name=f"{tag} token")
+    return Side(
+        tag=tag,
+        tenant=tenant,
+        facility=facility,
+        patient=patient,
+        notes=CareNoteFactory.create_batch(
+            notes, patient=patient, author=carer, body=f"{tag} note body", created_at=NOTE_TIME
+        ),
+        carer=carer,
+        manager=users[Role.MANAGER],
+        admin=users[Role.ADMIN],
+        membership=Membership.objects.get(user=carer, tenant=tenant),
+        token=token,
+    )
+
+
+@dataclass
+class World:
+    a: Side
+    b: Side
+    superuser: object
+    clients: dict[str, APIClient] = field(default_factory=dict)
+
+
+def _client(user=None, *, token: str | None = None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        _, token = api_token_create(user=user, name="matrix")
+        client.force_login(user)  # the admin's session, besides the API token
+    if token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+@pytest.fixture
+def world() -> World:
+    a, b = _side("Aardvarkian", A_NOTES), _side("Zebulonian", B_NOTES)
+    superuser = UserFactory(username="matrix-root", is_superuser=True, is_staff=True)
+    world = World(a=a, b=b, superuser=superuser)
+    world.clients = {
+        "anonymous": _client(),
+        "bad_token": _client(token="not-a-real-key"),
+        "carer_a": _client(a.carer),
+        "manager_a": _client(a.manager),
+        "admin_a": _client(a.admin),
+        "member_b": _client(b.admin),
+        "superuser": _client(superuser),
+    }
+    return world
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One request to a route: method, URL for the world, body, expected status per caller."""
+
+    method: str
+    url: Callable[[World], str]
+    expected: dict
+    body: Callable[[World], dict] | None = None
+
+
+def _note_body(world: World) -> dict:
+    return {
+        "tenant_id": world.a.tenant.pk,
+        "facility_id": world.a.facility.pk,
+        "patient_id": world.a.patient.pk,
+        "category": "observation",
+        "priority": 3,
+        "body": f"{world.a.tag} posted note",
+    }
+
+
+# Routes outside the model admins, by name (or pattern when unnamed).
+ROUTES: dict[str, list[Visit]] = {
+    "healthz": [Visit("get", lambda w: "/healthz", PUBLIC)],
+    "readyz": [Visit("get", lambda w: "/readyz", PUBLIC)],
+    # DRF views authenticate every request: a bad token is refused even where none is needed.
+    "schema": [Visit("get", lambda w: "/api/schema/", codes(OK, UNAUTHORIZED, *[OK] * 5))],
+    "swagger-ui": [Visit("get", lambda w: "/api/docs/", codes(OK, UNAUTHORIZED, *[OK] * 5))],
+    "me": [Visit("get", lambda w: "/api/me/", codes(UNAUTHORIZED, UNAUTHORIZED, *[OK] * 5))],
+    "care-stats": [
+        Visit(
+            "get",
+            lambda w: f"/api/care-stats/?tenant_id={w.a.tenant.pk}&date={STATS_DAY}",
+            A_MEMBERS_API,
+        )
+    ],
+    "note-list": [
+        Visit("get", lambda w: f"/api/notes/?tenant_id={w.a.tenant.pk}", A_MEMBERS_API),
+        # Only members write care records; a superuser outside the tenant is refused (403).
+        Visit(
+            "post",
+            lambda w: "/api/notes/",
+            codes(UNAUTHORIZED, UNAUTHORIZED, CREATED, CREATED, CREATED, NOT_FOUND, FORBIDDEN),
+            body=_note_body,
+        ),
+    ],
+    "note-detail": [
+        Visit("get", lambda w: f"/api/notes/{w.a.notes[0].pk}/", A_MEMBERS_API),
+        Visit(
+            "delete",
+            lambda w: f"/api/notes/{w.a.notes[0].pk}/",
+            codes(UNAUTHORIZED, UNAUTHORIZED, *[NOT_ALLOWED] * 5),
+        ),
+    ],
+    "admin:index": [Visit("get", lambda w: "/admin/", STAFF)],
+    # Signed-in staff are sent on to the index; anyone else sees the form.
+    "admin:login": [Visit("get", lambda w: "/admin/login/", codes(*[OK] * 4, *[FOUND] * 3))],
+    "admin:logout": [
+        Visit("get", lambda w: "/admin/logout/", codes(*[FOUND] * 4, *[NOT_ALLOWED] * 3))
+    ],
+    "admin:password_change": [Visit("get", lambda w: "/admin/password_change/", STAFF)],
+    "admin:password_change_done": [Visit("get", lambda w: "/admin/password_change/done/", STAFF)],
+    # Without its parameters the autocomplete refuses; with them it is the scoped queryset.
+    "admin:autocomplete": [
+        Visit("get", lambda w: "/admin/autocomplete/", codes(*[FOUND] * 4, *[FORBIDDEN] * 3))
+    ],
+    "admin:jsi18n": [Visit("get", lambda w: "/admin/jsi18n/", STAFF)],
+    # No model has a public URL; member_b cannot even load A's note (row-level security).
+    "admin:view_on_site": [
+        Visit(
+            "get",
+            lambda w: f"/admin/r/{_content_type_id(CareNote)}/{w.a.notes[0].pk}/",
+            codes(*[FOUND] * 4, *[NOT_FOUND] * 3),
+        )
+    ],
+    "admin:app_list": [
+        Visit("get", lambda w, app=app: f"/admin/{app}/", STAFF)
+        for app in ("auth", "tenants", "carenotes")
+    ],
+    "admin:auth_user_password_change": [
+        Visit(
+            "get",
+            lambda w, side=side: f"/admin/auth/user/{getattr(w, side).carer.pk}/password/",
+            codes(*[FOUND] * 4, FORBIDDEN, FORBIDDEN, OK),
+        )
+        for side in ("a", "b")
+    ],
+    "admin/(?P<url>.*)$": [
+        Visit("get", lambda w: "/admin/no-such-page/", codes(*[FOUND] * 4, *[NOT_FOUND] * 3))
+    ],
+}
+
+
+@dataclass(frozen=True)
+class AdminModel:
+    """What a tenant admin may do with a model, and how to find side A's and B's objects."""
+
+    objects: Callable[[World], tuple[object, object]]
+    view: bool = False
+    add: bool = False
+    delete: bool = False
+    # Scoped admins answer 404 for another tenant's object; others refuse by permission.
+    scoped: bool = True
+
+
+ADMIN_MODELS: dict[str, AdminModel] = {
+    "tenants.tenant": AdminModel(lambda w: (w.a.tenant, w.b.tenant), view=True),
+    "tenants.facility": AdminModel(lambda w: (w.a.facility, w.b.facility), view=True, add=True),
+    "tenants.membership": AdminModel(
+        lambda w: (w.a.membership, w.b.membership), view=True, add=True, delete=True
+    ),
+    "carenotes.patient": AdminModel(lambda w: (w.a.patient, w.b.patient), view=True, add=True),
+    "carenotes.carenote": AdminModel(lambda w: (w.a.notes[0], w.b.notes[0]), view=True, add=True),
+    "auth.user": AdminModel(lambda w: (w.a.carer, w.b.carer), view=True),
+    # Superuser-only models: tenant admins are refused by permission, whatever the object.
+    "tenants.apitoken": AdminModel(lambda w: (w.a.token, w.b.token), scoped=False),
+    "auth.group": AdminModel(
+        lambda w: (Group.objects.get(name=TENANT_ADMIN_GROUP),) * 2, scoped=False
+    ),
+}
+ADMIN_VIEWS = ("changelist", "add", "change", "history", "delete", "redirect")
+
+
+def _content_type_id(model) -> int:
+    from django.contrib.contenttypes.models import ContentType
+
+    return ContentType.objects.get_for_model(model).pk
+
+
+def _tenant_admin_code(rules: AdminModel, view: str, own: bool) -> HTTPStatus:
+    """The status a tenant admin gets for ``view`` of their own or the other tenant's object."""
+    if view == "redirect":
+        return FOUND
+    if not own and view in ("change", "history", "delete") and rules.scoped:
+        return NOT_FOUND
+    allowed = {"changelist": rules.view, "add": rules.add, "delete": rules.delete}
+    return OK if allowed.get(view, rules.view) else FORBIDDEN
+
+
+def _admin_url(label: str, view: str, obj) -> str:
+    base = f"/admin/{label.replace('.', '/')}/"
+    return {
+        "changelist": base,
+        "add": f"{base}add/",
+        "redirect": f"{base}{obj.pk}/",
+    }.get(view, f"{base}{obj.pk}/{view}/")
+
+
+def admin_model_visits(label: str, rules: AdminModel) -> list[Visit]:
+    """Return the visits of one model admin: every view, on tenant A's and B's object."""
+    visits = []
+    for view in ADMIN_VIEWS:
+        for index, side in enumerate(("a", "b") if view not in ("changelist", "add") else ("a",)):
+            expected = codes(
+                *[FOUND] * 4,
+                _tenant_admin_code(rules, view, own=side == "a"),
+                _tenant_admin_code(rules, view, own=side == "b"),
+                FOUND if view == "redirect" else OK,
+            )
+            visits.append(
+                Visit(
+                    "get",
+                    lambda w, i=index, v=view: _admin_url(label, v, rules.objects(w)[i]),
+                    expected,
+                )
+            )
+    return visits
+
+
+def _routes(resolver=None, prefix: str = "", namespace: str = ""):
+    """Yield (key, full pattern) of every URL pattern: the name, or the pattern if unnamed."""
+    resolver = resolver or get_resolver()
+    for pattern in resolver.url_patterns:
+        if isinstance(pattern, URLResolver):
+            inner = namespace + (f"{pattern.namespace}:" if pattern.namespace else "")
+            yield from _routes(pattern, prefix + str(pattern.pattern), inner)
+        else:
+            full = prefix + str(pattern.pattern)
+            yield (f"{namespace}{pattern.name}" if pattern.name else full), full
+
+
+def _model_admin_keys(label: str) -> set[str]:
+    app, model = label.split(".")
+    named = {f"admin:{app}_{model}_{view}" for view in ADMIN_VIEWS if view != "redirect"}
+    return named | {f"admin/{app}/{model}/<path:object_id>/"}
+
+
+def test_every_route_is_in_the_matrix():
+    registered = {model._meta.label_lower for model in admin.site._registry}
+    missing_models = sorted(registered - set(ADMIN_MODELS))
+    assert missing_models == [], f"admin models without a row in ADMIN_MODELS: {missing_models}"
+    covered = set(ROUTES)
+    for label in registered:
+        covered |= _model_admin_keys(label)
+    missing = sorted(key for key, _ in _routes() if key not in covered)
+    assert missing == [], f"routes without a row in the isolation matrix: {missing}"
+
+
+def _ids_in(data, found: dict[str, set[int]] | None = None) -> dict[str, set[int]]:
+    """Collect the ids a JSON answer mentions, by kind (tenant, facility, patient, note, user)."""
+    found = (
+        found
+        if found is not None
+        else {kind: set() for kind in ("tenant", "facility", "patient", "note", "user")}
+    )
+    kinds = {
+        "tenant_id": "tenant",
+        "facility_id": "facility",
+        "patient_id": "patient",
+        "author_id": "user",
+        "user_id": "user",
+    }
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in kinds and isinstance(value, int):
+                found[kinds[key]].add(value)
+            elif key == "facility_ids":
+                found["facility"].update(value)
+            elif key == "by_facility":
+                found["facility"].update(int(facility_id) for facility_id in value)
+            elif key == "id" and "category" in data:
+                found["note"].add(value)
+            else:
+                _ids_in(value, found)
+    elif isinstance(data, list):
+        for item in data:
+            _ids_in(item, found)
+    return found
+
+
+def _leaks(response, other: Side) -> list[str]:
+    text = response.content.decode(errors="replace")
+    leaks = [f"text {marker!r}" for marker in other.markers() if marker in text]
+    if response.get("Content-Type", "").startswith("application/json") and text:
+        mentioned = _ids_in(json.loads(text))
+        for kind, ids in other.ids().items():
+            if mentioned[kind] & ids:
+                leaks.append(f"{kind} ids {sorted(mentioned[kind] & ids)}")
+    return leaks
+
+
+def _all_visits() -> list[tuple[str, Visit]]:
+    visits = [(key, visit) for key, route_visits in ROUTES.items() for visit in route_visits]
+    for model in admin.site._registry:
+        label = model._meta.label_lower
+        visits += [(label, visit) for visit in admin_model_visits(label, ADMIN_MODELS[label])]
+    return visits
+
+
+def test_every_route_answers_each_caller_exactly_and_leaks_nothing(world):
+    failures = []
+    for key, visit in _all_visits():
+        url = visit.url(world)
+        for principal in PRINCIPALS:
+            client = world.clients[principal]
+            kwargs = {"format": "json"} if visit.body else {}
+            data = visit.body(world) if visit.body else None
+            response = getattr(client, visit.method)(url, data, **kwargs)
+            if response.status_code != visit.expected[principal]:
+                failures.append(
+                    f"{visit.method.upper()} {url} ({key}) as {principal}: "
+                    f"{response.status_code}, expected {visit.expected[principal]:d}"
+                )
+            other = world.b if principal in A_PRINCIPALS else world.a
+            if principal in (*A_PRINCIPALS, "member_b"):
+                failures += [
+                    f"{visit.method.upper()} {url} as {principal} shows tenant {other.tag}: {leak}"
+                    for leak in _leaks(response, other)
+                ]
+    assert failures == []
+
+
+def test_tenant_a_stats_count_only_tenant_a_notes(world):
+    url = f"/api/care-stats/?tenant_id={world.a.tenant.pk}&date={STATS_DAY}"
+    for principal in A_PRINCIPALS:
+        body = world.clients[principal].get(url).json()
+        assert (body["total_notes"], body["facility_ids"]) == (A_NOTES, [world.a.facility.pk])

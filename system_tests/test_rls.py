@@ -1,0 +1,260 @@
+"""Row-level security: the database itself hides other tenants' rows from the app role."""
+
+import contextlib
+import importlib
+from http import HTTPStatus
+
+import pytest
+from django.core.management import get_commands
+from django.db import ProgrammingError, connection, transaction
+
+from carenotes.notes.tests.factories import CareNoteFactory
+from stats.tests.factories import care_group_create
+from tenants import rls
+from tenants.rls import (
+    APP_ROLE,
+    NO_TENANTS,
+    RLS_TABLES,
+    SYSTEM_ROLE,
+    db_scope,
+    rls_owner,
+    rls_system,
+    rls_tenants,
+)
+from tenants.tests.factories import MembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+NOTES_SQL = "SELECT DISTINCT tenant_id FROM carenotes_carenote"
+MIGRATION = importlib.import_module("tenants.migrations.0003_row_level_security")
+
+
+@pytest.fixture
+def two_tenants():
+    """One note in each of two tenants."""
+    return CareNoteFactory(), CareNoteFactory()
+
+
+def _rows(sql: str, params=()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def test_the_migration_freezes_the_roles_and_tables_of_tenants_rls():
+    frozen = (MIGRATION.APP_ROLE, MIGRATION.SYSTEM_ROLE, MIGRATION.RLS_TABLES)
+    assert frozen == (APP_ROLE, SYSTEM_ROLE, RLS_TABLES)
+
+
+def test_every_tenant_table_forces_its_policy():
+    rows = _rows(
+        "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+        "WHERE relname = ANY(%s) ORDER BY relname",
+        [list(RLS_TABLES)],
+    )
+    assert rows == [(table, True, True) for table in sorted(RLS_TABLES)]
+    policies = _rows(
+        "SELECT tablename, policyname, roles[1] FROM pg_policies "
+        "WHERE policyname = ANY(%s) ORDER BY 1, 2",
+        [[MIGRATION.POLICY_NAME, MIGRATION.ALL_TENANTS_POLICY_NAME]],
+    )
+    assert policies == [
+        row
+        for table in sorted(RLS_TABLES)
+        for row in (
+            (table, MIGRATION.ALL_TENANTS_POLICY_NAME, SYSTEM_ROLE),
+            (table, MIGRATION.POLICY_NAME, APP_ROLE),
+        )
+    ]
+
+
+@pytest.mark.parametrize("role", [APP_ROLE, SYSTEM_ROLE])
+def test_the_application_roles_cannot_bypass_row_level_security(role):
+    attributes = _rows(
+        "SELECT rolsuper, rolbypassrls, rolcanlogin, rolcreaterole, rolcreatedb "
+        "FROM pg_roles WHERE rolname = %s",
+        [role],
+    )
+    assert attributes == [(False, False, False, False, False)]
+    owners = _rows(
+        "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname = ANY(%s)",
+        [list(RLS_TABLES)],
+    )
+    assert (role,) not in owners
+    # TRUNCATE ignores row-level security: the role must not hold it on any tenant table.
+    truncatable = _rows(
+        "SELECT relname FROM pg_class WHERE relname = ANY(%s) "
+        "AND has_table_privilege(%s, oid, 'TRUNCATE')",
+        [list(RLS_TABLES), role],
+    )
+    assert truncatable == []
+
+
+def test_statements_run_as_the_app_role_and_schema_work_as_the_owner():
+    with rls_tenants([1]):
+        assert _rows("SELECT current_user") == [(APP_ROLE,)]
+    with rls_system():
+        assert _rows("SELECT current_user") == [(SYSTEM_ROLE,)]
+    with rls_owner():
+        assert _rows("SELECT current_user = session_user") == [(True,)]
+
+
+def test_raw_sql_with_the_wrong_tenant_set_returns_no_rows(two_tenants):
+    ours, theirs = two_tenants
+    with rls_tenants([theirs.tenant_id]):
+        assert (
+            _rows("SELECT id FROM carenotes_carenote WHERE tenant_id = %s", [ours.tenant_id]) == []
+        )
+        assert _rows("SELECT id FROM tenants_tenant WHERE id = %s", [ours.tenant_id]) == []
+        assert _rows(NOTES_SQL) == [(theirs.tenant_id,)]
+    with rls_tenants([ours.tenant_id]):
+        assert _rows(NOTES_SQL) == [(ours.tenant_id,)]
+
+
+def test_no_scope_sees_no_tenant_rows(two_tenants):
+    with db_scope(NO_TENANTS):
+        assert [_rows(f"SELECT count(*) FROM {table}") for table in RLS_TABLES] == [[(0,)]] * len(
+            RLS_TABLES
+        )
+    with rls_system():
+        assert len(_rows(NOTES_SQL)) == 2
+
+
+def test_insert_into_a_foreign_tenant_is_refused_by_the_policy(two_tenants):
+    ours, theirs = two_tenants
+    refused = pytest.raises(ProgrammingError, match="row-level security")
+    with rls_tenants([ours.tenant_id]), refused, transaction.atomic():
+        _rows(
+            "INSERT INTO tenants_facility (tenant_id, name) VALUES (%s, 'smuggled') RETURNING id",
+            [theirs.tenant_id],
+        )
+
+
+def test_a_rolled_back_scope_change_never_leaves_a_wider_scope_in_force(two_tenants):
+    ours, _ = two_tenants
+    with rls_system():
+        assert len(_rows(NOTES_SQL)) == 2  # all tenants in force
+        rolled_back = pytest.raises(ZeroDivisionError)
+        with rolled_back, transaction.atomic(), rls_tenants([ours.tenant_id]):
+            _rows(NOTES_SQL)
+            raise ZeroDivisionError  # the savepoint rollback restores "all tenants"
+    with rls_tenants([ours.tenant_id]):
+        assert _rows(NOTES_SQL) == [(ours.tenant_id,)]
+
+
+def _in_force() -> tuple:
+    # Straight on the driver's connection: what the server holds, whatever Django believes.
+    return connection.connection.execute(
+        "SELECT current_user, current_setting('carenotes.tenant_ids', true), "
+        "current_setting('carenotes.all_tenants', true)"
+    ).fetchone()
+
+
+@contextlib.contextmanager
+def _scopes_sent():
+    """Yield the list of scopes actually sent to PostgreSQL (not merely found in force)."""
+    sent = []
+    original = rls.scope_apply
+
+    def spy(db, scope, raw_cursor):
+        before = getattr(db, rls._APPLIED_ATTR, None)
+        original(db, scope, raw_cursor)
+        if getattr(db, rls._APPLIED_ATTR, None) is not before:
+            sent.append(scope)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rls, "scope_apply", spy)
+        yield sent
+
+
+@pytest.mark.django_db(transaction=True)  # scopes are remembered only outside a transaction
+def test_a_request_scopes_to_the_callers_tenants_and_whatever_runs_next_gets_its_own(
+    token_client,
+):
+    ours, theirs = care_group_create(), care_group_create()
+    our_client = token_client(MembershipFactory(tenant=ours.tenant).user)
+    their_client = token_client(MembershipFactory(tenant=theirs.tenant).user)
+    with _scopes_sent() as sent:
+        response = our_client.get(f"/api/notes/?tenant_id={ours.tenant.pk}")
+        assert response.status_code == HTTPStatus.OK
+        # The scope stays on the idle connection (no reset round trip)...
+        assert _in_force() == (APP_ROLE, str(ours.tenant.pk), "off")
+        # ...and the next caller's first statement replaces it: they see only their notes.
+        response = their_client.get(f"/api/notes/?tenant_id={theirs.tenant.pk}&page_size=200")
+        assert response.status_code == HTTPStatus.OK
+        assert {note["tenant_id"] for note in response.json()["results"]} == {theirs.tenant.pk}
+        assert _in_force() == (APP_ROLE, str(theirs.tenant.pk), "off")
+        # Code outside requests (NO_TENANTS by default) sees nothing the last request could.
+        with db_scope(NO_TENANTS), connection.cursor() as cursor:
+            cursor.execute(NOTES_SQL)
+            assert cursor.fetchall() == []
+    ours_scope, theirs_scope = (rls.tenants_scope([g.tenant.pk]) for g in (ours, theirs))
+    assert sent.index(ours_scope) < sent.index(theirs_scope)
+    assert sent[-1] == NO_TENANTS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_callers_next_request_sends_no_scope_statement(token_client):
+    group = care_group_create()
+    client = token_client(MembershipFactory(tenant=group.tenant).user)
+    url = f"/api/notes/?tenant_id={group.tenant.pk}"
+    assert client.get(url).status_code == HTTPStatus.OK
+    with _scopes_sent() as sent:
+        response = client.get(url)
+    assert response.status_code == HTTPStatus.OK
+    assert sent == []
+
+
+def test_a_missing_tenant_filter_still_leaks_nothing(token_client, monkeypatch):
+    """Defence in depth: a selector that forgot its tenant filter returns only the caller's."""
+    ours, theirs = care_group_create(), care_group_create()
+    client = token_client(MembershipFactory(tenant=ours.tenant).user)
+    from carenotes.notes import selectors
+    from carenotes.notes.models import CareNote
+
+    def unfiltered_note_list(*, tenant, filters):
+        return CareNote.objects.select_related(*selectors.NOTE_OUTPUT_RELATED).order_by("-id")
+
+    monkeypatch.setattr("carenotes.notes.api.views.note_list", unfiltered_note_list)
+    response = client.get(f"/api/notes/?tenant_id={ours.tenant.pk}&page_size=200")
+    assert response.status_code == HTTPStatus.OK
+    tenants_seen = {note["tenant_id"] for note in response.json()["results"]}
+    assert tenants_seen == {ours.tenant.pk}
+    assert CareNote.objects.filter(tenant=theirs.tenant).exists()  # there was something to leak
+
+
+def test_a_warm_stats_hit_sends_no_scope_statement(token_client, monkeypatch):
+    group = care_group_create()
+    client = token_client(MembershipFactory(tenant=group.tenant).user)
+    url = f"/api/care-stats/?tenant_id={group.tenant.pk}&date=2025-03-10"
+    assert client.get(url)["X-Cache"] == "MISS"
+    calls = []
+    monkeypatch.setattr(rls, "scope_apply", lambda *args: calls.append(args))
+    response = client.get(url)
+    assert (response["X-Cache"], calls) == ("HIT", [])
+
+
+def test_schema_commands_run_as_the_owner():
+    commands = get_commands()
+    assert (commands["migrate"], commands["flush"]) == ("tenants", "tenants")
+
+
+def test_the_system_role_sees_nothing_without_the_switch(two_tenants):
+    switched_off = rls.DbScope(role=SYSTEM_ROLE, tenant_ids="", all_tenants=False)
+    with db_scope(switched_off):
+        assert _rows(NOTES_SQL) == []
+
+
+def test_the_stats_query_keeps_the_tenant_check_in_the_index_condition(two_tenants):
+    ours, _ = two_tenants
+    sql = (
+        "EXPLAIN (COSTS off) SELECT count(*) FROM carenotes_carenote "
+        "WHERE tenant_id = %s AND created_at >= %s AND created_at < %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be read whole
+    with rls_tenants([ours.tenant_id]):
+        plan = "\n".join(row[0] for row in _rows(sql, [ours.tenant_id, "2025-03-10", "2025-03-11"]))
+    # Checked row by row (a Filter), the policy cost the daily stats query 20 %.
+    assert "Index Cond: ((tenant_id = ANY (" in plan, plan
+    assert "Filter" not in plan, plan
