@@ -192,6 +192,9 @@ class CareStatsView(APIView):
             child=serializers.IntegerField(min_value=0),
             help_text="Notes per facility id of the scope, zeros included.",
         )
+        patients = serializers.IntegerField(
+            min_value=0, help_text="Distinct residents with at least one note that day."
+        )
         avg_notes_per_patient = serializers.FloatField(
             min_value=0,
             help_text="total_notes / distinct patients with a note that day, 2 decimals "

@@ -51,6 +51,7 @@ def expected_body(group: CareGroup) -> dict:
         "by_category": {"medication": 2, "observation": 1, "treatment": 1},
         "by_priority": {"1": 1, "2": 1, "3": 0, "4": 0, "5": 2},
         "by_facility": {str(group.north.pk): 3, str(group.south.pk): 1},
+        "patients": 3,
         "avg_notes_per_patient": 1.33,
     }
 
