@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from django.db import connection
+
 from carenotes.notes.models import Category, Patient
 from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
 from tenants.models import Facility, Tenant
@@ -69,3 +71,30 @@ def tenant_info_of(tenant: Tenant) -> TenantInfo:
     return TenantInfo(
         id=tenant.pk, name=tenant.name, timezone=tenant.timezone, facility_ids=facility_ids
     )
+
+
+@dataclass(frozen=True)
+class RollupRows:
+    """One tenant's rollup rows: notes per (day, facility, category, priority) and per
+    (day, facility, patient)."""
+
+    counts: dict[tuple[date, int, str, int], int]
+    residents: dict[tuple[date, int, int], int]
+
+
+def rollup_rows(tenant_id: int) -> RollupRows:
+    """Return what the day rollups hold for ``tenant_id``, read straight from the tables."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT day, facility_id, category, priority, notes FROM stats_day_counts "
+            "WHERE tenant_id = %s",
+            [tenant_id],
+        )
+        counts = {tuple(row[:4]): row[4] for row in cursor.fetchall()}
+        cursor.execute(
+            "SELECT day, facility_id, patient_id, notes FROM stats_day_residents "
+            "WHERE tenant_id = %s",
+            [tenant_id],
+        )
+        residents = {tuple(row[:3]): row[3] for row in cursor.fetchall()}
+    return RollupRows(counts=counts, residents=residents)
