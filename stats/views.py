@@ -214,7 +214,7 @@ class ServerTiming:
 
 
 class CareStatsView(APIView):
-    """One tenant's care notes of one local day, counted; served from Redis when fresh.
+    """One tenant's care notes of a local day or a range of days, counted; from Redis if fresh.
 
     Order of checks, so that a caller outside the tenant learns nothing: credentials (401),
     a well-formed ``tenant_id`` (400), membership (404 — the same for a tenant that does not
