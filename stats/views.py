@@ -131,7 +131,8 @@ class CareStatsView(APIView):
     """One tenant's care notes of one local day, counted; served from Redis when fresh.
 
     Order of checks, so that a caller outside the tenant learns nothing: credentials (401),
-    a well-formed ``tenant_id`` (400), membership (404 — the same for a tenant that does not
+    a repeated parameter (400, with the unknown ones: names only, whatever the values), a
+    well-formed ``tenant_id`` (400), membership (404 — the same for a tenant that does not
     exist), then every other parameter (400), then the work.
     """
 
@@ -273,6 +274,13 @@ class CareStatsView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        # Before the tenant is chosen: ``.dict()`` keeps the last of repeated values, so
+        # which one was checked for membership would depend on their order.
+        if any(len(values) > 1 for _, values in request.query_params.lists()):
+            allowed = set(self.InputSerializer().fields) | {FORMAT_PARAM}
+            raise serializers.ValidationError(
+                query_param_errors(request.query_params, allowed=allowed)
+            )
         tenant_params = self.TenantSerializer(data=request.query_params.dict())
         tenant_params.is_valid(raise_exception=True)
         tenant = tenant_get_for_principal(
