@@ -174,6 +174,8 @@ def _note_body(world: World) -> dict:
 
 # Routes outside the model admins, by name (or pattern when unnamed).
 ROUTES: dict[str, list[Visit]] = {
+    # `/` (and the admin's "View site") redirects to the API documentation, for everyone.
+    "home": [Visit("get", lambda w: "/", codes(*[FOUND] * 7))],
     "healthz": [Visit("get", lambda w: "/healthz", PUBLIC)],
     "readyz": [Visit("get", lambda w: "/readyz", PUBLIC)],
     # DRF views authenticate every request: a bad token is refused even where none is needed.
