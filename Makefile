@@ -10,10 +10,18 @@ DEVENV := $(BIN)/python tools/devenv.py exec --
 MANAGE := $(DEVENV) $(BIN)/python manage.py
 PORT ?= 8000
 HOST ?= 127.0.0.1
+# tools/devenv.py keeps its servers, secret key and `make run`'s pidfile here.
+DATA_DIR := $(or $(CARENOTES_DATA_DIR),.data)
+RUN_PIDFILE := $(DATA_DIR)/gunicorn.pid
+# collectstatic's manifest stands for the collected files: they are collected again only when
+# it is missing or older than a static source or the installed packages ($(STAMP)).
+STATIC_ROOT := $(or $(DJANGO_STATIC_ROOT),.data/staticfiles)
+STATIC_MANIFEST := $(STATIC_ROOT)/staticfiles.json
+STATIC_SOURCES := $(shell find carenotes tenants stats -path '*/static/*' -type f 2>/dev/null)
 
 export DJANGO_SETTINGS_MODULE := carenotes.settings
 
-.PHONY: install run serve migrate test lint format stop clean
+.PHONY: install run serve migrate static manage test lint format stop clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,11 +38,28 @@ migrate: install
 run serve: export DJANGO_SECURE_SSL_REDIRECT ?= 0
 run serve: export DJANGO_SECURE_COOKIES ?= 0
 run serve: export DJANGO_HSTS_SECONDS ?= 0
-run: migrate
+# prepare = migrate, seed_notes --if-empty, demo_credentials in one Django process; gunicorn
+# preloads the app so its workers fork ready instead of each importing Django (a warm start
+# answers /healthz in seconds); --pid lets `make stop` stop it.
+serve: run
+run: static
+	$(BIN)/python tools/devenv.py prepare --base-url http://$(HOST):$(PORT)
+	$(DEVENV) $(BIN)/gunicorn --config gunicorn.conf.py --preload --bind $(HOST):$(PORT) \
+		--pid $(RUN_PIDFILE) carenotes.wsgi
+
+$(STATIC_MANIFEST): $(STAMP) $(STATIC_SOURCES)
 	$(MANAGE) collectstatic --noinput --verbosity 0
-	$(MANAGE) seed_notes --if-empty --quiet
-	$(MANAGE) demo_credentials --base-url http://$(HOST):$(PORT)
-	$(DEVENV) $(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) carenotes.wsgi
+
+static: install $(STATIC_MANIFEST)
+
+# Any manage.py command with the environment `make run` uses: make manage ARGS="seed_notes --help"
+manage: install
+	$(MANAGE) $(ARGS)
+
+# .env for docker compose: .env.example with a fresh DJANGO_SECRET_KEY and POSTGRES_PASSWORD.
+# Never overwrites an existing .env.
+.env:
+	$(PYTHON) tools/devenv.py dotenv --example .env.example --output $@
 
 test: export CACHE_KEY_PREFIX ?= test
 test: lint
@@ -50,8 +75,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Stops `make run`'s gunicorn (its pidfile), then the embedded servers.
 stop:
-	@test -x $(BIN)/python && $(BIN)/python tools/devenv.py stop || true
+	@if test -x $(BIN)/python; then $(BIN)/python tools/devenv.py stop; fi
 
 clean: stop
 	rm -rf .data reports
@@ -108,8 +134,7 @@ load-install: $(LOAD_STAMP)
 load: export DJANGO_SECURE_SSL_REDIRECT ?= 0
 load: export DJANGO_SECURE_COOKIES ?= 0
 load: export DJANGO_HSTS_SECONDS ?= 0
-load: migrate load-install
-	$(MANAGE) collectstatic --noinput --verbosity 0
+load: migrate static load-install
 	$(DEVENV) $(BIN)/python tools/loadrun.py --host $(LOAD_HOST) --profile $(PROFILE) \
 		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) \
 		--max-p95-ms $(LOAD_MAX_P95_MS) --processes $(LOAD_PROCESSES)

