@@ -5,8 +5,10 @@ costs three Redis round trips (principal, throttle count, entry) and DRF's reque
 negotiation and rendering machinery, which makes it slower than DRF's own trivial
 authenticated endpoint. Here the same checks run in the same order in one Lua call:
 
-1. the cached principal of the API key (by its SHA-256 digest, as tenants.authentication),
-2. the caller's throttle count in the stats scope (carenotes.core.throttling),
+1. the cached principal of the API key (tenants.tokens parses the header and digests the key,
+   as for DRF's tenants.authentication; tenants.principal decides expiry and access),
+2. the caller's throttle count in the stats scope (the window of carenotes.core.throttling,
+   counted by the same Lua function, carenotes.core.cache.COUNTER_INCR_LUA),
 3. the entry's generation, version and value (stats.cache.care_stats_keys).
 
 Without a ``date`` the day is today in the tenant's time zone: the first call reads the
@@ -14,17 +16,18 @@ tenant's cached facts instead of the entry, and a second round trip (one MGET) t
 
 The answer is served only when every check passes plainly: a GET with ``Authorization:
 Token`` asking for JSON, the documented parameters written canonically, a key this worker
-has authenticated before (its user names the throttle counter), the tenant's facts cached
+has authenticated before (tenants.tokens.token_users: its user names the throttle counter),
+the tenant's facts cached
 (when the day is today by default), a cached, unexpired principal that may read the tenant, a
 count within the rate, and a fresh entry. Anything else returns None and the request takes
 the full DRF path, which answers misses, errors (401/404/400/429) and other formats exactly
-as documented; a count already made travels with the request (THROTTLE_COUNTED_ATTRIBUTE)
-so no request is counted twice.
+as documented; a count already made travels in the request's RequestState
+(carenotes.core.request_state) so no request is counted twice.
 
 An entry exists only for a request the full path validated (a member, the tenant's own
 facilities, a date in range), so serving it to a caller who may read the tenant gives the
-answer the full path would. The body and headers are the full path's byte for byte (a test
-holds them equal).
+answer the full path would. The body is the full path's byte for byte, and the view adds
+DRF's own response headers (APIView.finalize_response); a test holds them equal.
 """
 
 import time
@@ -37,43 +40,38 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 from rest_framework import serializers
 
-from carenotes.core.cache import CACHE_ERRORS
+from carenotes.core.cache import CACHE_ERRORS, COUNTER_INCR_LUA
 from carenotes.core.days import local_today
 from carenotes.core.observability import request_user_tag
-from carenotes.core.params import parse_facility_ids, parse_iso_date, parse_positive_id
-from carenotes.core.throttling import (
-    SCOPE_STATS,
-    THROTTLE_COUNTED_ATTRIBUTE,
-    throttle_window,
+from carenotes.core.params import (
+    TENANT_PARAM,
+    parse_facility_ids,
+    parse_iso_date,
+    parse_positive_id,
 )
+from carenotes.core.request_state import ThrottleCount, request_state
+from carenotes.core.throttling import throttle_window
 from stats.cache import CacheStatus, care_stats_entry_body, care_stats_keys, care_stats_stamp
 from tenants.principal import Principal, TenantInfo
-from tenants.selectors import (
-    principal_token_cache_key,
-    tenant_info_cache_key,
-    token_digest,
-    token_user_id_forget,
-    token_user_id_recall,
-)
+from tenants.selectors import principal_token_cache_key, tenant_info_cache_key
+from tenants.tokens import TokenHeaderError, token_digest, token_key_parse, token_users
 
-TOKEN_KEYWORD = "token"
+# The throttle scope of the stats endpoint (its rate: settings.THROTTLE_RATES["stats"]).
+SCOPE_STATS = "stats"
 # Accept headers DRF answers with its JSON renderer; anything else (a browser's text/html
 # for the browsable API, odd media types) is negotiated by DRF.
 JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
-# What DRF adds to every answer of this view (APIView.finalize_response).
-ALLOW = "GET, HEAD, OPTIONS"
 
-# KEYS: principal, throttle counter ('' for none), then the keys to MGET; ARGV: counter
-# lifetime. One command instead of a pipeline: the counter's lifetime is set when the INCR
-# created it (carenotes.core.throttling sets the same lifetime on every count).
-_WARM_HIT_LOOKUP = """
+# KEYS: principal, throttle counter ('' for none), then the keys to MGET; ARGV: the
+# counter's lifetime. One command instead of a pipeline.
+_WARM_HIT_LOOKUP = (
+    COUNTER_INCR_LUA
+    + """
 local count = false
-if KEYS[2] ~= '' then
-  count = redis.call('INCR', KEYS[2])
-  if count == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
-end
+if KEYS[2] ~= '' then count = counter_incr(KEYS[2], ARGV[1]) end
 return {redis.call('GET', KEYS[1]), count, redis.call('MGET', unpack(KEYS, 3))}
 """
+)
 
 
 def _params(query: QueryDict) -> tuple[int, date | None, tuple[int, ...] | None] | None:
@@ -84,7 +82,7 @@ def _params(query: QueryDict) -> tuple[int, date | None, tuple[int, ...] | None]
         raw_ids, raw_day = query.get("facility_ids"), query.get("date")
         if len(query) != 1 + (raw_ids is not None) + (raw_day is not None):
             return None
-        tenant_id = parse_positive_id(query["tenant_id"])
+        tenant_id = parse_positive_id(query[TENANT_PARAM])
         day = None if raw_day is None else parse_iso_date(raw_day)
         facility_ids = None if raw_ids is None else parse_facility_ids(raw_ids)
     except (KeyError, serializers.ValidationError):
@@ -93,14 +91,17 @@ def _params(query: QueryDict) -> tuple[int, date | None, tuple[int, ...] | None]
 
 
 def _token_key(request: HttpRequest) -> str | None:
-    keyword, _, key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if keyword.lower() != TOKEN_KEYWORD or not key or " " in key or not key.isascii():
-        return None
-    return key
+    try:
+        return token_key_parse(request.META.get("HTTP_AUTHORIZATION", ""))
+    except TokenHeaderError:
+        return None  # DRF answers it (401 naming the problem)
 
 
 def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
-    """Return the cached answer to a plain stats request, or None for the full path."""
+    """Return the cached answer to a plain stats request, or None for the full path.
+
+    The response carries the body and the stats headers; the view adds DRF's own.
+    """
     if (
         request.method != "GET"
         or not settings.STATS_CACHE_ENABLED
@@ -113,7 +114,7 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
         return None
     tenant_id, day, facility_ids = params
     digest = token_digest(key)
-    user_id = token_user_id_recall(digest=digest)
+    user_id = token_users.recall(digest)
     if user_id is None:
         return None
     window = throttle_window(scope=SCOPE_STATS, user_id=user_id)
@@ -129,7 +130,7 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
     try:
         redis = get_redis_connection("default")
         cached_principal, count, found = redis.register_script(_WARM_HIT_LOOKUP)(
-            keys=keys + wanted, args=[window.seconds + 1 if window else 0]
+            keys=keys + wanted, args=[window.key_lifetime if window else 0]
         )
         if day is None and found[0] is not None:
             tenant = TenantInfo(**cache.client.decode(found[0]))
@@ -143,7 +144,7 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
 
     if window is not None:
         # The full path uses this count only for the same key, i.e. the same user.
-        setattr(request, THROTTLE_COUNTED_ATTRIBUTE, (window.key, count))
+        request_state(request).throttle_count = ThrottleCount(key=window.key, count=count)
         if count > window.limit:
             return None
     if day is None:
@@ -153,11 +154,9 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
         return None
     principal = Principal.from_cache(cache.client.decode(cached_principal))
     if principal.user_id != user_id:
-        token_user_id_forget(digest=digest)
+        token_users.forget(digest)
         return None
-    if principal.expires_at is not None and principal.expires_at <= timezone.now():
-        return None
-    if not principal.can_access(tenant_id):
+    if principal.is_expired(now=timezone.now()) or not principal.can_access(tenant_id):
         return None
     body = care_stats_entry_body(entry=entry, stamp=care_stats_stamp(generation, version))
     if body is None:
@@ -166,7 +165,5 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
     request_user_tag(request, principal.user_id)
     response = HttpResponse(body, content_type="application/json")
     response["X-Cache"] = CacheStatus.HIT.value
-    response["Vary"] = "Accept"
-    response["Allow"] = ALLOW
     response["Server-Timing"] = f"db;dur=0.00, cache;dur={cache_seconds * 1000:.2f}"
     return response

@@ -4,9 +4,8 @@ import logging
 from datetime import date
 
 from django.core.cache import cache
-from django_redis import get_redis_connection
 
-from carenotes.core.cache import CACHE_ERRORS
+from carenotes.core.cache import CACHE_ERRORS, counter_incr
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +27,9 @@ def care_stats_generation_key(*, tenant_id: int) -> str:
 
 def _incr(key: str) -> None:
     try:
-        # INCR creates the key at 1 when absent; make_key applies the cache's KEY_PREFIX
-        # and version so that cache.get()/get_many() read the same counter.
-        redis_key = cache.make_key(key)
-        pipeline = get_redis_connection("default").pipeline(transaction=False)
-        pipeline.incr(redis_key)
-        pipeline.expire(redis_key, STATS_COUNTER_TTL)
-        pipeline.execute()
+        # make_key applies the cache's KEY_PREFIX and version so that cache.get()/get_many()
+        # read the same counter.
+        counter_incr(redis_key=cache.make_key(key), seconds=STATS_COUNTER_TTL)
     except CACHE_ERRORS as exc:
         logger.warning("stats invalidation of %s failed: %s", key, exc)
 

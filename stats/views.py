@@ -28,12 +28,11 @@ from carenotes.core.params import (
     parse_iso_date,
     parse_positive_id,
 )
-from carenotes.core.throttling import SCOPE_STATS
 from carenotes.notes.models import Category
 from stats.cache import CacheStatus, care_stats_get_cached
-from stats.fastpath import care_stats_warm_hit
+from stats.fastpath import SCOPE_STATS, care_stats_warm_hit
 from stats.selectors import PRIORITY_KEYS, CareStats
-from tenants.selectors import principal_from_request, tenant_get_for_principal
+from tenants.selectors import tenant_get_for_request
 
 # DRF's own ?format=json|api switch (browsable API) is accepted besides the documented ones.
 FORMAT_PARAM = "format"
@@ -206,7 +205,9 @@ class CareStatsView(APIView):
         # everything else (misses, errors, other formats) takes the full path below.
         hit = care_stats_warm_hit(request)
         if hit is not None:
-            return hit
+            # DRF's own response headers (Allow, Vary), as on every answer of this view.
+            self.headers = self.default_response_headers
+            return self.finalize_response(request, hit)
         self.timing = ServerTiming()
         with self.timing.measuring_db():
             response = super().dispatch(request, *args, **kwargs)
@@ -275,9 +276,8 @@ class CareStatsView(APIView):
     def get(self, request: Request) -> Response:
         tenant_params = self.TenantSerializer(data=request.query_params.dict())
         tenant_params.is_valid(raise_exception=True)
-        tenant = tenant_get_for_principal(
-            principal=principal_from_request(request),
-            tenant_id=tenant_params.validated_data["tenant_id"],
+        tenant = tenant_get_for_request(
+            request=request, tenant_id=tenant_params.validated_data["tenant_id"]
         )
         params = self.InputSerializer(data=request.query_params, context={"tenant": tenant})
         params.is_valid(raise_exception=True)

@@ -11,9 +11,12 @@ from django_redis import get_redis_connection
 
 from carenotes.core import throttling
 from carenotes.notes import seeding
+from carenotes.notes.api.views import SCOPE_NOTES_READ, SCOPE_NOTES_WRITE
 from carenotes.notes.tests.factories import PatientFactory, note_payload
+from stats.fastpath import SCOPE_STATS
 from stats.tests.factories import CARE_STATS_URL
 from tenants.tests.factories import MembershipFactory
+from tenants.views import SCOPE_ME
 from tools.load_profile import MIXED_WAIT_SECONDS, SEED_WAIT_SECONDS, offered_ceiling
 
 pytestmark = pytest.mark.django_db
@@ -34,10 +37,10 @@ MIXED_USERS = 200
 def tight_rates(settings, monkeypatch):
     """Two requests per minute per scope, on a clock that stands still."""
     settings.THROTTLE_RATES = {
-        throttling.SCOPE_STATS: "2/m",
-        throttling.SCOPE_NOTES_READ: "2/m",
-        throttling.SCOPE_NOTES_WRITE: "2/m",
-        throttling.SCOPE_ME: "2/m",
+        SCOPE_STATS: "2/m",
+        SCOPE_NOTES_READ: "2/m",
+        SCOPE_NOTES_WRITE: "2/m",
+        SCOPE_ME: "2/m",
     }
     monkeypatch.setattr(throttling, "clock", lambda: PINNED_NOW)
 
@@ -66,10 +69,10 @@ def test_rates_parse_as_count_per_period():
 
 def test_default_rates_are_configured_for_every_scope():
     assert set(django_settings.THROTTLE_RATES) == {
-        throttling.SCOPE_STATS,
-        throttling.SCOPE_NOTES_READ,
-        throttling.SCOPE_NOTES_WRITE,
-        throttling.SCOPE_ME,
+        SCOPE_STATS,
+        SCOPE_NOTES_READ,
+        SCOPE_NOTES_WRITE,
+        SCOPE_ME,
     }
     for rate in django_settings.THROTTLE_RATES.values():
         throttling.throttle_rate_parse(rate)
@@ -127,7 +130,7 @@ def test_throttle_counters_live_in_the_shared_cache(tight_rates, token_client, p
     _stats(client, patient)
     _stats(client, patient)
     key = throttling.throttle_key(
-        scope=throttling.SCOPE_STATS, user_id=membership.user_id, window=PINNED_NOW // 60
+        scope=SCOPE_STATS, user_id=membership.user_id, window=PINNED_NOW // 60
     )
     redis = get_redis_connection("default")
     assert int(redis.get(cache.make_key(key))) == 2
@@ -156,7 +159,7 @@ def test_the_load_profiles_stay_under_the_default_rates():
     # tokens per tenant. An unlucky random split puts twice the mean share on one token.
     tenants, unlucky_split = seeding.DEFAULT_TENANTS, 2
     seed_stats = offered_ceiling(SEED_USERS, SEED_WAIT_SECONDS) / tenants
-    assert seed_stats * 60 * unlucky_split < _per_minute(throttling.SCOPE_STATS)
+    assert seed_stats * 60 * unlucky_split < _per_minute(SCOPE_STATS)
     # Mixed profile: 200 users weighted managers 3, admins 2, carers 5; a carer's task is a
     # stats read (as the tenant's manager), a POST and another stats read.
     cycles = offered_ceiling(MIXED_USERS, MIXED_WAIT_SECONDS)
@@ -164,6 +167,6 @@ def test_the_load_profiles_stay_under_the_default_rates():
     writes_per_token = carer_cycles / (tenants * seeding.CARERS_WITH_TOKENS)
     reads_per_manager = (cycles * 3 / 10 + 2 * carer_cycles) / tenants
     lists_per_admin = cycles * 2 / 10 / tenants
-    assert writes_per_token * 60 * unlucky_split < _per_minute(throttling.SCOPE_NOTES_WRITE)
-    assert reads_per_manager * 60 * unlucky_split < _per_minute(throttling.SCOPE_STATS)
-    assert lists_per_admin * 60 * unlucky_split < _per_minute(throttling.SCOPE_NOTES_READ)
+    assert writes_per_token * 60 * unlucky_split < _per_minute(SCOPE_NOTES_WRITE)
+    assert reads_per_manager * 60 * unlucky_split < _per_minute(SCOPE_STATS)
+    assert lists_per_admin * 60 * unlucky_split < _per_minute(SCOPE_NOTES_READ)

@@ -1,0 +1,1 @@
+"""Tenancy, the ground floor: tenants, facilities, memberships, API tokens, row-level security."""

@@ -3,43 +3,33 @@
 from django.contrib.auth import get_user_model
 from rest_framework import authentication, exceptions
 
-from tenants.selectors import principal_get_for_token
-
-KEYWORD = "Token"
-TENANT_PARAM = "tenant_id"
-MAX_ID_DIGITS = 19  # PostgreSQL bigint
-
-
-def _named_tenant_id(request) -> int | None:
-    """Return the ``tenant_id`` query parameter when it looks like an id (validated later)."""
-    raw = request.query_params.get(TENANT_PARAM, "")
-    if raw.isascii() and raw.isdigit() and len(raw) <= MAX_ID_DIGITS:
-        return int(raw)
-    return None
+from carenotes.core.params import TENANT_PARAM, id_or_none
+from tenants.selectors import token_auth_get
+from tenants.tokens import TOKEN_KEYWORD, TokenHeaderError, token_key_parse
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
     """``Authorization: Token <key>``; the key is looked up by its SHA-256 digest.
 
     On a cache hit no database query is made: the user is rebuilt from the cached
-    principal (an unsaved instance carrying ``.principal``).
+    principal (an unsaved instance carrying ``.principal``). ``request.auth`` is a
+    ``tenants.principal.TokenAuth``: the principal and, fetched in the same round trip, the
+    cached facts of the tenant the ``tenant_id`` query parameter names (see
+    ``tenants.selectors.tenant_get_for_request``).
     """
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != KEYWORD.lower().encode():
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed(
-                "Invalid token header: expected 'Authorization: Token <key>'."
-            )
         try:
-            key = header[1].decode("ascii")
-        except UnicodeError as exc:
-            raise exceptions.AuthenticationFailed("Invalid token header: non-ASCII key.") from exc
-        principal = principal_get_for_token(key=key, tenant_id=_named_tenant_id(request))
-        if principal is None:
+            key = token_key_parse(request.META.get("HTTP_AUTHORIZATION", ""))
+        except TokenHeaderError as exc:
+            raise exceptions.AuthenticationFailed(str(exc)) from exc
+        if key is None:
+            return None
+        named_tenant_id = id_or_none(request.query_params.get(TENANT_PARAM, ""))
+        auth = token_auth_get(key=key, tenant_id=named_tenant_id)
+        if auth is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.")
+        principal = auth.principal
         user = get_user_model()(
             pk=principal.user_id,
             username=principal.username,
@@ -48,7 +38,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
             is_active=True,
         )
         user.principal = principal
-        return user, principal
+        return user, auth
 
     def authenticate_header(self, request) -> str:
-        return KEYWORD
+        return TOKEN_KEYWORD

@@ -14,8 +14,6 @@ class Principal:
     is_staff: bool
     roles: dict[int, str] = field(default_factory=dict)
     expires_at: datetime | None = None
-    # Facts of the tenant the request names, fetched with the principal (never cached here).
-    prefetched_tenants: dict[int, "TenantInfo"] = field(default_factory=dict, compare=False)
 
     def role_in(self, tenant_id: int) -> str | None:
         """Return the caller's role in ``tenant_id``, or None when not a member."""
@@ -24,6 +22,10 @@ class Principal:
     def can_access(self, tenant_id: int) -> bool:
         """Return True when the caller may read the tenant's data."""
         return self.is_superuser or tenant_id in self.roles
+
+    def is_expired(self, *, now: datetime) -> bool:
+        """Return True when the credential behind the principal has expired at ``now``."""
+        return self.expires_at is not None and self.expires_at <= now
 
     def to_cache(self) -> dict:
         return {
@@ -55,3 +57,17 @@ class TenantInfo:
     name: str
     timezone: str
     facility_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """What token authentication hands a view as DRF's ``request.auth``.
+
+    ``named_tenant`` holds the cached facts of the tenant the request's ``tenant_id`` query
+    parameter names, fetched in the same Redis round trip as the principal; None when the
+    request names none, the id is not one, or the facts are not cached. It says nothing
+    about access: ``tenants.selectors.tenant_get_for_principal`` still decides that.
+    """
+
+    principal: Principal
+    named_tenant: TenantInfo | None = None

@@ -1,7 +1,5 @@
 """Reads for tenants and access: principals, tenant lookups scoped to the caller."""
 
-import hashlib
-
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -9,35 +7,11 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 
 from carenotes.core.cache import cache_get, cache_get_many, cache_set
 from tenants.models import ApiToken, Facility, Membership, Tenant
-from tenants.principal import Principal, TenantInfo
+from tenants.principal import Principal, TenantInfo, TokenAuth
 from tenants.rls import rls_system
+from tenants.tokens import token_digest, token_users
 
 TENANT_INFO_TTL = 300
-# The user an API key belongs to never changes. Each worker remembers it for the keys it has
-# authenticated, so a warm stats hit can name the caller's throttle counter in the same Redis
-# round trip that fetches the principal (stats.fastpath). Bounded; cleared when full.
-TOKEN_USERS_MAX = 10_000
-_token_users: dict[str, int] = {}
-
-
-def token_digest(key: str) -> str:
-    """Return the stored form of an API key (hex SHA-256)."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def token_user_id_recall(*, digest: str) -> int | None:
-    """Return the user id of an API key this worker has authenticated before, else None."""
-    return _token_users.get(digest)
-
-
-def token_user_id_remember(*, digest: str, user_id: int) -> None:
-    if len(_token_users) >= TOKEN_USERS_MAX:
-        _token_users.clear()
-    _token_users[digest] = user_id
-
-
-def token_user_id_forget(*, digest: str) -> None:
-    _token_users.pop(digest, None)
 
 
 def principal_token_cache_key(digest: str) -> str:
@@ -67,11 +41,11 @@ def _principal_build(*, user, expires_at=None) -> Principal:
     )
 
 
-def principal_get_for_token(*, key: str, tenant_id: int | None = None) -> Principal | None:
+def token_auth_get(*, key: str, tenant_id: int | None = None) -> TokenAuth | None:
     """Return the principal of an active, unexpired API key, or None; cached briefly.
 
     With ``tenant_id`` (the tenant the request names), that tenant's cached facts come back
-    in the same Redis round trip, on ``principal.prefetched_tenants``.
+    in the same Redis round trip, as ``TokenAuth.named_tenant``.
     """
     digest = token_digest(key)
     cache_key = principal_token_cache_key(digest)
@@ -90,12 +64,11 @@ def principal_get_for_token(*, key: str, tenant_id: int | None = None) -> Princi
             return None
         principal = _principal_build(user=token.user, expires_at=token.expires_at)
         cache_set(cache_key, principal.to_cache(), settings.PRINCIPAL_CACHE_TTL)
-    if principal.expires_at is not None and principal.expires_at <= timezone.now():
+    if principal.is_expired(now=timezone.now()):
         return None
-    token_user_id_remember(digest=digest, user_id=principal.user_id)
-    if tenant_key and found.get(tenant_key) is not None:
-        principal.prefetched_tenants[tenant_id] = TenantInfo(**found[tenant_key])
-    return principal
+    token_users.remember(digest, principal.user_id)
+    named = found.get(tenant_key) if tenant_key else None
+    return TokenAuth(principal=principal, named_tenant=TenantInfo(**named) if named else None)
 
 
 def principal_get_for_user(*, user) -> Principal:
@@ -111,10 +84,24 @@ def principal_get_for_user(*, user) -> Principal:
 
 def principal_from_request(request) -> Principal:
     """Return the principal behind an authenticated DRF request (token or session)."""
-    principal = getattr(request.user, "principal", None)
-    if principal is None:
-        principal = principal_get_for_user(user=request.user)
-    return principal
+    if isinstance(request.auth, TokenAuth):
+        return request.auth.principal
+    return principal_get_for_user(user=request.user)
+
+
+def tenant_get_for_request(*, request, tenant_id: int) -> TenantInfo:
+    """Return the tenant the authenticated request may access, else raise 404.
+
+    Uses the facts token authentication fetched with the principal when they are those of
+    ``tenant_id`` (TokenAuth.named_tenant), so a warm request costs one Redis round trip.
+    """
+    auth = request.auth
+    named = auth.named_tenant if isinstance(auth, TokenAuth) else None
+    return tenant_get_for_principal(
+        principal=principal_from_request(request),
+        tenant_id=tenant_id,
+        prefetched=named if named is not None and named.id == tenant_id else None,
+    )
 
 
 def tenant_info_get(*, tenant_id: int) -> TenantInfo | None:
@@ -134,14 +121,17 @@ def tenant_info_get(*, tenant_id: int) -> TenantInfo | None:
     return info
 
 
-def tenant_get_for_principal(*, principal: Principal, tenant_id: int) -> TenantInfo:
+def tenant_get_for_principal(
+    *, principal: Principal, tenant_id: int, prefetched: TenantInfo | None = None
+) -> TenantInfo:
     """Return the tenant if the caller may access it; otherwise raise 404.
 
     A tenant that does not exist and one the caller is not a member of give the same
-    answer, so the API never reveals which tenant ids exist.
+    answer, so the API never reveals which tenant ids exist. ``prefetched`` are the
+    tenant's cached facts when the caller already has them (they decide no access).
     """
     if principal.can_access(tenant_id):
-        info = principal.prefetched_tenants.get(tenant_id) or tenant_info_get(tenant_id=tenant_id)
+        info = prefetched or tenant_info_get(tenant_id=tenant_id)
         if info is not None:
             return info
     raise NotFound()

@@ -14,8 +14,8 @@ from tenants.selectors import (
     principal_token_cache_key,
     principal_user_cache_key,
     tenant_info_cache_key,
-    token_digest,
 )
+from tenants.tokens import token_digest
 
 API_KEY_BYTES = 20  # 40 hex characters, the shape clients know from DRF tokens
 API_KEY_PREFIX_LENGTH = 8

@@ -6,8 +6,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from carenotes.core.throttling import SCOPE_ME
 from tenants.selectors import principal_from_request
+
+# The throttle scope of the caller's own identity (its rate: settings.THROTTLE_RATES["me"]).
+SCOPE_ME = "me"
 
 
 class MeView(APIView):

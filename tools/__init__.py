@@ -1,0 +1,1 @@
+"""Development tooling: embedded servers, load runs (imports no app code)."""

@@ -9,18 +9,15 @@ from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
+from carenotes.core.params import TENANT_PARAM, id_or_none
+from carenotes.core.request_state import RequestState, request_state
+
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_META_KEY = "HTTP_X_REQUEST_ID"
 REQUEST_ID_MAX_LENGTH = 128
 # Ids from clients or proxies are echoed into headers and logs: accept only characters that
 # cannot split a header or a log line, and a bounded length.
 REQUEST_ID_PATTERN = re.compile(rf"[A-Za-z0-9._:-]{{1,{REQUEST_ID_MAX_LENGTH}}}")
-# Views that know the tenant of a request (e.g. from a JSON body) record it here, through
-# ``request_tenant_tag``; the middleware otherwise falls back to the ``tenant_id`` query param.
-TENANT_ID_ATTRIBUTE = "carenotes_tenant_id"
-# Set by code that authenticated a request without setting ``request.user`` (stats.fastpath).
-USER_ID_ATTRIBUTE = "carenotes_user_id"
-TENANT_ID_PARAM = "tenant_id"
 REQUEST_LOGGER_NAME = "carenotes.request"
 REQUEST_LOG_MESSAGE = "request"
 
@@ -35,32 +32,29 @@ def request_id_from(value: str | None) -> str:
 
 
 def request_tenant_tag(request, tenant_id: int) -> None:
-    """Record the tenant a request acted on so the request log line carries it."""
-    # A DRF Request wraps the Django HttpRequest the middleware sees; tag the inner one.
-    setattr(getattr(request, "_request", request), TENANT_ID_ATTRIBUTE, tenant_id)
+    """Record the tenant a request acted on (e.g. from a JSON body) for the request log line."""
+    request_state(request).tenant_id = tenant_id
 
 
-def _tenant_id(request: HttpRequest) -> int | None:
-    tagged = getattr(request, TENANT_ID_ATTRIBUTE, None)
-    if tagged is not None:
-        return tagged
+def _tenant_id(request: HttpRequest, state: RequestState) -> int | None:
+    if state.tenant_id is not None:
+        return state.tenant_id
     try:
-        raw = request.GET.get(TENANT_ID_PARAM, "")
+        raw = request.GET.get(TENANT_PARAM, "")
     except TooManyFieldsSent:
         # Already answered 400 by carenotes.core.limits; the log line must not turn it into another.
         return None
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+    return id_or_none(raw)
 
 
 def request_user_tag(request: HttpRequest, user_id: int) -> None:
     """Record the user a request was authenticated as, when ``request.user`` is not set."""
-    setattr(request, USER_ID_ATTRIBUTE, user_id)
+    request_state(request).user_id = user_id
 
 
-def _user_id(request: HttpRequest) -> int | None:
-    tagged = getattr(request, USER_ID_ATTRIBUTE, None)
-    if tagged is not None:
-        return tagged
+def _user_id(request: HttpRequest, state: RequestState) -> int | None:
+    if state.user_id is not None:
+        return state.user_id
     user = request.__dict__.get("user")
     # Never evaluate a lazy session user just to log it: that would cost a query.
     if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
@@ -82,7 +76,8 @@ class RequestLogMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         request_id = request_id_from(request.META.get(REQUEST_ID_META_KEY))
-        request.request_id = request_id
+        state = request_state(request)
+        state.request_id = request_id
         response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         if logger.isEnabledFor(logging.INFO):
@@ -95,8 +90,8 @@ class RequestLogMiddleware:
                     "path": request.path,
                     "status": response.status_code,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "tenant_id": _tenant_id(request),
-                    "user_id": _user_id(request),
+                    "tenant_id": _tenant_id(request, state),
+                    "user_id": _user_id(request, state),
                 },
             )
         return response

@@ -1,4 +1,4 @@
-"""Query parameters of the stats endpoint, parsed exactly; shared by the view and the fast path."""
+"""The one parser of ids and dates in requests, with one set of bounds, for every path."""
 
 import re
 from datetime import date
@@ -6,6 +6,8 @@ from datetime import date
 from rest_framework import serializers
 
 BIGINT_MAX = 2**63 - 1  # ids are PostgreSQL bigint; larger values can name nothing
+# The query parameter that names the tenant a request is about, on every endpoint.
+TENANT_PARAM = "tenant_id"
 STATS_MAX_FACILITY_IDS = 100
 STATS_DATE_MIN = date(2000, 1, 1)
 
@@ -21,6 +23,14 @@ def parse_positive_id(raw: str) -> int:
     if not 1 <= value <= BIGINT_MAX:
         raise serializers.ValidationError(f"Ids run from 1 to {BIGINT_MAX}, got {raw}.")
     return value
+
+
+def id_or_none(raw: str) -> int | None:
+    """Return ``raw`` as a positive bigint id, or None when it is not one (for code that looks)."""
+    try:
+        return parse_positive_id(raw)
+    except serializers.ValidationError:
+        return None
 
 
 def parse_facility_ids(raw: str) -> tuple[int, ...]:

@@ -1,9 +1,10 @@
 """Per-user, per-endpoint request throttling: a fixed window counted in the shared Redis.
 
 DRF's ``SimpleRateThrottle`` keeps a list of timestamps per key and costs a GET and a SET
-of that list per request. Here a request costs one pipelined ``INCR`` + ``EXPIRE`` (one
-Redis round trip, a few bytes). A fixed window lets a client send up to twice the rate
-across a window boundary; for a guard against runaway clients that is an acceptable price.
+of that list per request. Here a request costs one counter increment with its lifetime
+(``carenotes.core.cache.counter_incr``: one Redis round trip, a few bytes). A fixed window
+lets a client send up to twice the rate across a window boundary; for a guard against
+runaway clients that is an acceptable price.
 
 Redis unreachable: the request is let through and a warning logged (fail open). Throttling
 protects capacity; it must never turn a Redis outage into an API outage.
@@ -15,27 +16,19 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django_redis import get_redis_connection
 from rest_framework.throttling import BaseThrottle
 
-from carenotes.core.cache import CACHE_ERRORS
+from carenotes.core.cache import CACHE_ERRORS, counter_incr
+from carenotes.core.request_state import request_state
 
 logger = logging.getLogger(__name__)
 
 # Seconds per period letter, as in DRF's "<count>/<period>" rate strings.
 THROTTLE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 THROTTLE_KEY_PREFIX = "throttle"
-# Scopes the views use; the rates come from settings.THROTTLE_RATES (environment).
-SCOPE_STATS = "stats"
-SCOPE_NOTES_READ = "notes_read"
-SCOPE_NOTES_WRITE = "notes_write"
-SCOPE_ME = "me"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # The clock windows are cut from; tests pin it to assert exact Retry-After values.
 clock = time.time
-# Set on a Django request by code that already counted it (stats.fastpath): the window's key
-# and the count, so the throttle decides from that count instead of counting the request twice.
-THROTTLE_COUNTED_ATTRIBUTE = "carenotes_throttle_counted"
 
 
 class ThrottleRateError(ValueError):
@@ -68,8 +61,17 @@ class ThrottleWindow:
     index: int
     now: float
 
+    @property
+    def key_lifetime(self) -> int:
+        # The key outlives its window by a second so a late count never outlives it unset.
+        return self.seconds + 1
+
     def retry_after(self) -> float:
         return (self.index + 1) * self.seconds - self.now
+
+    def count(self) -> int:
+        """Count one request in this window and return the window's count (raises CACHE_ERRORS)."""
+        return counter_incr(redis_key=self.key, seconds=self.key_lifetime)
 
 
 def throttle_window(*, scope: str | None, user_id: int | None) -> ThrottleWindow | None:
@@ -94,6 +96,9 @@ def view_throttle_scope(view, method: str) -> str | None:
 class RedisFixedWindowThrottle(BaseThrottle):
     """Limit each authenticated user to the rate of the view's scope; 429 with Retry-After.
 
+    A request the warm-hit path already counted carries its count in its RequestState
+    (carenotes.core.request_state) and is not counted again.
+
     Views name their scope in ``throttle_scope`` (and ``throttle_scope_write`` for unsafe
     methods when writes have their own budget). Views without a scope, or a scope without a
     rate, are not throttled. Anonymous requests are rejected by authentication first.
@@ -107,12 +112,12 @@ class RedisFixedWindowThrottle(BaseThrottle):
         window = throttle_window(scope=scope, user_id=getattr(request.user, "pk", None))
         if window is None:
             return True
-        counted = getattr(request, THROTTLE_COUNTED_ATTRIBUTE, None)
-        if counted is not None and counted[0] == window.key:
-            count = counted[1]
+        counted = request_state(request).throttle_count
+        if counted is not None and counted.key == window.key:
+            count = counted.count
         else:
             try:
-                count = self._count(window)
+                count = window.count()
             except CACHE_ERRORS as exc:
                 logger.warning("throttle %s unavailable, request let through: %s", scope, exc)
                 return True
@@ -120,16 +125,6 @@ class RedisFixedWindowThrottle(BaseThrottle):
             return True
         self.retry_after = window.retry_after()
         return False
-
-    @staticmethod
-    def _count(window: ThrottleWindow) -> int:
-        # One round trip; the key outlives its window by a second so a late INCR never
-        # recreates it without a lifetime.
-        pipeline = get_redis_connection("default").pipeline(transaction=False)
-        pipeline.incr(window.key)
-        pipeline.expire(window.key, window.seconds + 1)
-        count, _ = pipeline.execute()
-        return count
 
     def wait(self) -> float | None:
         return self.retry_after

@@ -8,6 +8,7 @@ from datetime import datetime
 from django.db.models import Q, QuerySet
 from rest_framework.exceptions import NotFound, ValidationError
 
+from carenotes.core.params import BIGINT_MAX
 from carenotes.notes.models import CareNote, Patient
 from tenants.principal import Principal, TenantInfo
 
@@ -50,7 +51,7 @@ class NoteCursor:
             created_at, note_id = datetime.fromisoformat(created_at_text), int(id_text)
         except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
             raise ValueError("invalid cursor") from exc
-        if created_at.tzinfo is None or not 0 < note_id < 2**63:
+        if created_at.tzinfo is None or not 0 < note_id <= BIGINT_MAX:
             raise ValueError("invalid cursor")
         return cls(created_at=created_at, id=note_id)
 

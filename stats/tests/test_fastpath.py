@@ -15,6 +15,7 @@ from carenotes.core.days import local_today
 from carenotes.core.observability import REQUEST_LOGGER_NAME
 from carenotes.notes.tests.factories import CareNoteFactory
 from stats import views
+from stats.fastpath import SCOPE_STATS
 from stats.services import care_stats_invalidate
 from stats.tests.factories import CARE_STATS_URL, DAY, NOON, expected_body, stats_query
 from tenants.services import (
@@ -256,7 +257,7 @@ def test_tenant_changes_make_default_scope_answers_stale(care_group, member_clie
 def test_each_request_is_counted_once_whichever_path_answers(
     care_group, member_client, settings, monkeypatch, served_fast
 ):
-    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, throttling.SCOPE_STATS: "4/m"}
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, SCOPE_STATS: "4/m"}
     monkeypatch.setattr(throttling, "clock", lambda: PINNED_NOW)
     statuses = [member_client.get(CARE_STATS_URL, stats_query(care_group)).status_code]  # 1
     statuses.append(member_client.get(CARE_STATS_URL, stats_query(care_group)).status_code)  # 2

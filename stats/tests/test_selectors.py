@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from carenotes.core.days import local_today
 from carenotes.notes.models import Category
 from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
 from stats.reference import care_stats_reference
@@ -12,7 +13,6 @@ from stats.selectors import (
     CareStats,
     avg_notes_per_patient,
     care_stats_get,
-    local_today,
 )
 from stats.tests.factories import DAY, NOON, care_group_create, tenant_info_of
 from tenants.principal import TenantInfo

@@ -52,7 +52,7 @@ def test_date_defaults_to_today_in_the_tenant_time_zone(token_client, monkeypatc
     patient = PatientFactory(facility=FacilityFactory(tenant=tenant))
     # 20:00 UTC on 10 March is 01:30 on 11 March in Kolkata: "today" there is the 11th.
     now = datetime(2025, 3, 10, 20, 0, tzinfo=UTC)
-    monkeypatch.setattr("stats.selectors.timezone.now", lambda: now)
+    monkeypatch.setattr("carenotes.core.days.timezone.now", lambda: now)
     CareNoteFactory(patient=patient, created_at=now - timedelta(hours=1))  # 00:30 local
     CareNoteFactory(patient=patient, created_at=now - timedelta(hours=2))  # 23:30 the 10th
     client = token_client(MembershipFactory(tenant=tenant).user)

@@ -11,7 +11,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from carenotes.core.observability import request_tenant_tag
-from carenotes.core.throttling import SCOPE_NOTES_READ, SCOPE_NOTES_WRITE
+from carenotes.core.params import BIGINT_MAX
 from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, Category
 from carenotes.notes.selectors import (
     NOTE_PAGE_SIZE_DEFAULT,
@@ -26,11 +26,14 @@ from carenotes.notes.services import NOTE_BODY_MAX_LENGTH, note_create
 from tenants.selectors import (
     principal_from_request,
     tenant_get_for_member,
-    tenant_get_for_principal,
+    tenant_get_for_request,
 )
 
 # PostgreSQL bigint: larger ids would make the database raise instead of answering.
-DB_ID_MAX = 2**63 - 1
+DB_ID_MAX = BIGINT_MAX
+# Throttle scopes of the notes API (rates: settings.THROTTLE_RATES).
+SCOPE_NOTES_READ = "notes_read"
+SCOPE_NOTES_WRITE = "notes_write"
 
 BLANK_PARAM_ERROR = "Must not be empty; leave the parameter out instead."
 
@@ -128,8 +131,7 @@ class NoteListCreateView(APIView):
         params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        principal = principal_from_request(request)
-        tenant = tenant_get_for_principal(principal=principal, tenant_id=data["tenant_id"])
+        tenant = tenant_get_for_request(request=request, tenant_id=data["tenant_id"])
         filters = NoteFilters(
             facility_id=data.get("facility_id"),
             patient_id=data.get("patient_id"),

@@ -23,8 +23,9 @@ from carenotes.notes.models import STATS_INDEX_NAME, CareNote, Category, Patient
 from carenotes.notes.tests.factories import CareNoteFactory
 from tenants.models import ApiToken, Facility, Membership, Role, Tenant
 from tenants.rls import rls_owner
-from tenants.selectors import principal_token_cache_key, token_digest
+from tenants.selectors import principal_token_cache_key
 from tenants.tests.factories import TenantFactory, UserFactory
+from tenants.tokens import token_digest
 
 pytestmark = pytest.mark.django_db
 

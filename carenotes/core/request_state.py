@@ -1,0 +1,45 @@
+"""The one per-request object that layers share: who the caller is, the tenant, counts made.
+
+Made by the first middleware (``carenotes.core.observability.RequestLogMiddleware``) and
+filled in by whoever learns a fact: a view that reads the tenant from a JSON body, the
+warm-hit path that authenticates without DRF, the throttle count that path already made.
+Nothing else about a request travels between the request paths; read and write it only
+through ``request_state``.
+"""
+
+from dataclasses import dataclass
+
+# The attribute of the Django HttpRequest that holds the state.
+REQUEST_STATE_ATTRIBUTE = "carenotes_state"
+
+
+@dataclass(frozen=True)
+class ThrottleCount:
+    """A request already counted in a throttle window: the window's key and the count."""
+
+    key: str
+    count: int
+
+
+@dataclass
+class RequestState:
+    """Facts about one request, shared by the layers that handle it."""
+
+    request_id: str | None = None
+    # The tenant the request acted on, when not named by its ``tenant_id`` query parameter.
+    tenant_id: int | None = None
+    # The caller, when authenticated without setting ``request.user`` (the warm-hit path).
+    user_id: int | None = None
+    # A throttle count already made for this request (the warm-hit path), reused by DRF's
+    # throttle for the same window key so that no request is counted twice.
+    throttle_count: ThrottleCount | None = None
+
+
+def request_state(request) -> RequestState:
+    """Return the state of a Django request or of the DRF Request wrapping it (made once)."""
+    django_request = getattr(request, "_request", request)
+    state = django_request.__dict__.get(REQUEST_STATE_ATTRIBUTE)
+    if state is None:
+        state = RequestState()
+        setattr(django_request, REQUEST_STATE_ATTRIBUTE, state)
+    return state
