@@ -12,6 +12,7 @@ and the servers; `env` prints the variables as shell exports (`eval "$(... env)"
 import argparse
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import shlex
@@ -232,14 +233,18 @@ def serve(*, bind: str, pidfile: Path) -> None:
     os.environ.update(environment())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carenotes.settings")
     import django
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import call_command
     from django.db import connections
     from gunicorn.app.wsgiapp import WSGIApplication
 
-    from carenotes.env import exit_on_misconfiguration
-
-    with exit_on_misconfiguration("make run"):
+    # pgserver logs each process that leaves (every worker would); only its warnings matter.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    try:
         django.setup()
+    except ImproperlyConfigured as exc:
+        # One line naming the variable, as manage.py says it (tools/ imports no app code).
+        raise SystemExit(f"make run: {exc}") from None
     call_command("migrate", interactive=False)
     call_command("seed_notes", if_empty=True, quiet=True)
     call_command("demo_credentials", base_url=f"http://{bind}")
