@@ -108,16 +108,17 @@ bench-seed: migrate
 # --- Load runs (locust) -----------------------------------------------------------------------
 # `make load` serves the app with gunicorn.conf.py (unless LOAD_HOST already answers), seeds
 # the demo tenants when .data/demo-credentials.json is missing, runs locust headless and
-# writes reports/load-<PROFILE>{.html,_stats.csv,-summary.json,-server.log}. It exits non-zero
-# when a request failed or p95 exceeded LOAD_MAX_P95_MS (the mixed run's target is
-# correctness: no failure, and stats read after each POST include the note; its p95 bound is
-# only a guard).
+# writes reports/load-<PROFILE>{.html,_stats.csv,-summary.json,-server.log}. It exits 1 when
+# a target is missed, and its last lines name each target with the measured value and bound
+# (README "Load runs"): no failed request, p95 <= LOAD_MAX_P95_MS (25 ms seed, 1000 ms mixed),
+# seed only: req/s >= LOAD_MIN_THROUGHPUT_RATIO (0.85) x what the users offer. Empty = default.
 LOAD_STAMP := $(VENV)/.installed-load
 PROFILE ?= seed
 USERS ?= $(if $(filter mixed,$(PROFILE)),200,50)
 SPAWN_RATE ?= $(if $(filter mixed,$(PROFILE)),20,50)
 RUN_TIME ?= $(if $(filter mixed,$(PROFILE)),2m,60s)
-LOAD_MAX_P95_MS ?= $(if $(filter mixed,$(PROFILE)),1000,25)
+LOAD_MAX_P95_MS ?=
+LOAD_MIN_THROUGHPUT_RATIO ?=
 LOAD_PROCESSES ?= 1
 LOAD_HOST ?= http://$(HOST):$(PORT)
 
@@ -135,7 +136,8 @@ load: export DJANGO_HSTS_SECONDS ?= 0
 load: migrate static load-install
 	$(DEVENV) $(BIN)/python tools/loadrun.py --host $(LOAD_HOST) --profile $(PROFILE) \
 		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) \
-		--max-p95-ms $(LOAD_MAX_P95_MS) --processes $(LOAD_PROCESSES)
+		--processes $(LOAD_PROCESSES) $(if $(LOAD_MAX_P95_MS),--max-p95-ms $(LOAD_MAX_P95_MS)) \
+		$(if $(LOAD_MIN_THROUGHPUT_RATIO),--min-throughput-ratio $(LOAD_MIN_THROUGHPUT_RATIO))
 
 # Throttle cost: DRF's ScopedRateThrottle vs the Redis fixed window (bench/throttle.py).
 .PHONY: bench-throttle
