@@ -232,6 +232,9 @@ def serve(*, bind: str, pidfile: Path) -> None:
     """
     os.environ.update(environment())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carenotes.settings")
+    # This checkout's code, as `python manage.py` would import it (not whatever checkout the
+    # venv's editable install points at).
+    sys.path.insert(0, str(ROOT))
     import django
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import call_command
