@@ -255,7 +255,7 @@ def serve(*, bind: str, pidfile: Path) -> None:
     # threads (Redis pools reconnect after a fork by themselves).
     connections.close_all()
     for connection in connections.all():
-        if getattr(connection, "pool", None) is not None:
+        if hasattr(connection, "close_pool"):  # PostgreSQL: a no-op without DATABASE_POOL
             connection.close_pool()
     sys.argv = ["gunicorn", "--config", str(ROOT / "gunicorn.conf.py"), "--preload"]
     sys.argv += ["--bind", bind, "--pid", str(pidfile), "carenotes.wsgi"]
