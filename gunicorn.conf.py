@@ -4,7 +4,11 @@ Every setting is read from a ``GUNICORN_*`` environment variable; the defaults a
 measurement on a 2-core machine chose (docs/PERFORMANCE.md, "Serving and load").
 """
 
+import glob
 import os
+import shutil
+import sys
+import tempfile
 
 
 def _env_int(name: str, default: int) -> int:
@@ -101,3 +105,44 @@ def post_fork(server, worker):
         from django.db import connections
 
         connections.close_all()
+
+
+# --- Prometheus metrics across worker processes (carenotes/core/metrics.py) ----------------
+# Each worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR and /metrics sums them.
+# prometheus_client chooses that mode when it is imported, so the variable is put in the
+# master's environment (raw_env) before any application code loads, preloaded or not. The
+# directory is emptied at start (a previous run's counts are not this run's); a dead worker's
+# files stay, so its counts remain in the totals (counters never go back when workers are
+# recycled). Unset, each master uses a directory of its own, removed when it exits.
+PROMETHEUS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+PROMETHEUS_DIR_DEFAULT = os.path.join(tempfile.gettempdir(), f"carenotes-prometheus-{os.getpid()}")
+prometheus_dir = os.environ.get(PROMETHEUS_DIR_VARIABLE, "") or PROMETHEUS_DIR_DEFAULT
+raw_env = [f"{PROMETHEUS_DIR_VARIABLE}={prometheus_dir}"]
+
+
+def on_starting(server):
+    """Give the workers an empty metrics directory (before any of them is forked)."""
+    os.makedirs(prometheus_dir, exist_ok=True)
+    for stale in glob.glob(os.path.join(prometheus_dir, "*.db")):
+        os.remove(stale)
+    os.environ[PROMETHEUS_DIR_VARIABLE] = prometheus_dir
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None and not getattr(values.ValueClass, "_multiprocess", False):
+        server.log.warning(
+            "metrics: prometheus_client was imported before %s was set; /metrics will show "
+            "one worker's counts. Set it in the environment before the app is loaded.",
+            PROMETHEUS_DIR_VARIABLE,
+        )
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges; its counters stay in the totals."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, prometheus_dir)
+
+
+def on_exit(server):
+    """Remove the metrics directory when this config chose it (not an operator's)."""
+    if prometheus_dir == PROMETHEUS_DIR_DEFAULT:
+        shutil.rmtree(prometheus_dir, ignore_errors=True)
