@@ -4,7 +4,6 @@ Every setting is read from a ``GUNICORN_*`` environment variable; the defaults a
 measurement on a 2-core machine chose (docs/PERFORMANCE.md, "Serving and load").
 """
 
-import glob
 import os
 import shutil
 import sys
@@ -112,8 +111,9 @@ def post_fork(server, worker):
 # prometheus_client chooses that mode when it is imported, so the variable is put in the
 # master's environment (raw_env) before any application code loads, preloaded or not. The
 # directory is emptied at start (a previous run's counts are not this run's); a dead worker's
-# files stay, so its counts remain in the totals (counters never go back when workers are
-# recycled). Unset, each master uses a directory of its own, removed when it exits.
+# counts are merged into archive files, so the totals never go back when workers are recycled
+# and the directory does not grow (carenotes/core/metrics_files.py). Unset, each master uses a
+# directory of its own, removed when it exits.
 PROMETHEUS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 PROMETHEUS_DIR_DEFAULT = os.path.join(tempfile.gettempdir(), f"carenotes-prometheus-{os.getpid()}")
 prometheus_dir = os.environ.get(PROMETHEUS_DIR_VARIABLE, "") or PROMETHEUS_DIR_DEFAULT
@@ -122,10 +122,11 @@ raw_env = [f"{PROMETHEUS_DIR_VARIABLE}={prometheus_dir}"]
 
 def on_starting(server):
     """Give the workers an empty metrics directory (before any of them is forked)."""
-    os.makedirs(prometheus_dir, exist_ok=True)
-    for stale in glob.glob(os.path.join(prometheus_dir, "*.db")):
-        os.remove(stale)
+    # Set before this process imports prometheus_client (below): workers fork from it.
     os.environ[PROMETHEUS_DIR_VARIABLE] = prometheus_dir
+    from carenotes.core.metrics_files import metrics_directory_prepare
+
+    metrics_directory_prepare(prometheus_dir)
     values = sys.modules.get("prometheus_client.values")
     if values is not None and not getattr(values.ValueClass, "_multiprocess", False):
         server.log.warning(
@@ -136,10 +137,10 @@ def on_starting(server):
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges; its counters stay in the totals."""
-    from prometheus_client import multiprocess
+    """Merge a dead worker's counts into the archives (mark_process_dead for any gauges)."""
+    from carenotes.core.metrics_files import metrics_worker_retire
 
-    multiprocess.mark_process_dead(worker.pid, prometheus_dir)
+    metrics_worker_retire(prometheus_dir, worker.pid)
 
 
 def on_exit(server):

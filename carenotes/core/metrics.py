@@ -2,10 +2,10 @@
 
 Under gunicorn every worker process counts for itself: prometheus_client's multiprocess mode
 keeps each process's samples in files under ``PROMETHEUS_MULTIPROC_DIR`` and the endpoint
-sums them at scrape time (gunicorn.conf.py names, empties and removes the directory). The
-mode is chosen when prometheus_client is imported, so the variable must be in the
-environment before the app loads. Without it (tests, ``manage.py shell``) the samples live
-in this process only.
+sums them at scrape time (gunicorn.conf.py names and empties the directory and merges a dead
+worker's files away: carenotes/core/metrics_files.py). The mode is chosen when
+prometheus_client is imported, so the variable must be in the environment before the app
+loads. Without it (tests, ``manage.py shell``) the samples live in this process only.
 
 Increments cost a few microseconds (docs/OPERATIONS.md, "Cost"): label children are bound
 once and reused, never looked up per request.
@@ -36,6 +36,8 @@ from prometheus_client import (  # noqa: E402 (after the directory exists)
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+
+from carenotes.core.metrics_files import metrics_files_locked  # noqa: E402
 
 # The route name of /metrics (carenotes/urls.py). Scrapes are not counted as requests: a
 # scrape every few seconds would be most of a quiet service's traffic.
@@ -145,13 +147,16 @@ def throttled(*, scope: str) -> None:
     THROTTLED_REQUESTS.labels(scope).inc()
 
 
-def metrics_registry() -> CollectorRegistry:
-    """Return the registry to expose: every worker's samples summed, or this process's."""
-    if not os.environ.get(MULTIPROC_DIR_VARIABLE):
-        return REGISTRY
+def metrics_exposition() -> bytes:
+    """Return the metrics in Prometheus' text format: every worker's summed, or this process's."""
+    directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if not directory:
+        return generate_latest(REGISTRY)
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    return registry
+    MultiProcessCollector(registry, path=directory)
+    # Not while gunicorn's master merges a dead worker's files into the archives.
+    with metrics_files_locked(directory, shared=True):
+        return generate_latest(registry)
 
 
 METRICS_UNAUTHORIZED_DETAIL = (
@@ -185,4 +190,4 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         return response
     if not secrets.compare_digest(presented, token.encode()):
         return JsonResponse({"detail": METRICS_FORBIDDEN_DETAIL}, status=HTTPStatus.FORBIDDEN)
-    return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(metrics_exposition(), content_type=CONTENT_TYPE_LATEST)
