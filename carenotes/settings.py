@@ -331,7 +331,7 @@ AUTH_FAILURE_THROTTLE_RATE = (
 )
 if AUTH_FAILURE_THROTTLE_RATE == "off":
     AUTH_FAILURE_THROTTLE_RATE = None
-elif not re.fullmatch(r"[1-9][0-9]*/[smhd]", AUTH_FAILURE_THROTTLE_RATE):
+elif not re.fullmatch(THROTTLE_RATE_PATTERN, AUTH_FAILURE_THROTTLE_RATE):
     raise ImproperlyConfigured(
         "THROTTLE_RATE_AUTH_FAILURES must look like 30/m (count per s, m, h or d) or be off, "
         f"got {AUTH_FAILURE_THROTTLE_RATE!r}"

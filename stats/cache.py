@@ -35,6 +35,8 @@ from carenotes.core.cache import CACHE_ERRORS
 from carenotes.core.days import local_today
 from carenotes.core.metrics import (
     BACKEND_REDIS,
+    HERD_WAIT_COMPUTED,
+    HERD_WAIT_SERVED,
     SITE_STATS_CACHE,
     STATS_CACHE_REQUESTS,
     STATS_HERD_WAITS,
@@ -271,9 +273,10 @@ def _care_stats_answer(
                 return CachedStats(found.data, CacheStatus.HIT, stats_cache.seconds)
         else:
             arrived = stats_cache.wait()
-            STATS_HERD_WAITS.labels("served" if arrived is not None else "computed").inc()
             if arrived is not None:
+                STATS_HERD_WAITS.labels(HERD_WAIT_SERVED).inc()
                 return CachedStats(arrived.data, CacheStatus.HIT, stats_cache.seconds)
+            STATS_HERD_WAITS.labels(HERD_WAIT_COMPUTED).inc()
             # The holder gave up or is slow: compute, stamped with what is current now.
             found = stats_cache.lookup()
         data = compute()

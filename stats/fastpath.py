@@ -68,6 +68,7 @@ SCOPE_STATS = "stats"
 # Accept headers DRF answers with its JSON renderer; anything else (a browser's text/html
 # for the browsable API, odd media types) is negotiated by DRF.
 JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
+# Warm hits are counted as HITs like the full path's; bound once, an increment per hit.
 _HIT_COUNTER = CACHE_STATUS_COUNTERS[CacheStatus.HIT]
 
 # KEYS: principal, throttle counter ('' for none), then the keys to MGET; ARGV: the

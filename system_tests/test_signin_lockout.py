@@ -1,12 +1,15 @@
 """Sign-in protection: session sign-in lockout (django-axes) and API token guessing per address."""
 
+import runpy
 from datetime import timedelta
 from http import HTTPStatus
+from pathlib import Path
 
 import pytest
 from axes.models import AccessAttempt
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, RequestFactory
 from django.utils import timezone
 from prometheus_client import REGISTRY
@@ -274,3 +277,61 @@ def test_the_warm_hit_path_is_untouched_by_the_guessing_check(guessing, monkeypa
 def test_token_guessing_can_be_switched_off(settings):
     settings.AUTH_FAILURE_THROTTLE_RATE = None
     assert all(_guess().status_code == HTTPStatus.UNAUTHORIZED for _ in range(40))
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+SETTINGS_FILE = Path(__file__).resolve().parents[1] / "carenotes" / "settings.py"
+
+
+def _settings_with(monkeypatch, **env: str) -> dict:
+    """Run carenotes/settings.py with ``env`` added to the environment; return its names."""
+    monkeypatch.setenv("DJANGO_DEBUG", "1")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(SETTINGS_FILE))
+
+
+def test_the_limits_default_safely_and_follow_their_variables(monkeypatch):
+    for name in ("THROTTLE_RATE_AUTH_FAILURES", "SIGNIN_FAILURE_LIMIT", "SIGNIN_COOLOFF_MINUTES"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = _settings_with(monkeypatch, DJANGO_BEHIND_TLS_PROXY="0")
+    assert (defaults["AUTH_FAILURE_THROTTLE_RATE"], defaults["TRUSTED_PROXY_COUNT"]) == ("30/m", 0)
+    assert (defaults["AXES_FAILURE_LIMIT"], defaults["AXES_COOLOFF_TIME"]) == (
+        5,
+        timedelta(minutes=15),
+    )
+    assert _settings_with(monkeypatch, DJANGO_BEHIND_TLS_PROXY="1")["TRUSTED_PROXY_COUNT"] == 1
+
+    chosen = _settings_with(
+        monkeypatch,
+        THROTTLE_RATE_AUTH_FAILURES="100/h",
+        SIGNIN_FAILURE_LIMIT="3",
+        SIGNIN_COOLOFF_MINUTES="60",
+        DJANGO_TRUSTED_PROXY_COUNT="2",
+    )
+    assert (
+        chosen["AUTH_FAILURE_THROTTLE_RATE"],
+        chosen["AXES_FAILURE_LIMIT"],
+        chosen["AXES_COOLOFF_TIME"],
+        chosen["TRUSTED_PROXY_COUNT"],
+    ) == ("100/h", 3, timedelta(hours=1), 2)
+    assert (
+        _settings_with(monkeypatch, THROTTLE_RATE_AUTH_FAILURES="off")["AUTH_FAILURE_THROTTLE_RATE"]
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"THROTTLE_RATE_AUTH_FAILURES": "30 per minute"}, "THROTTLE_RATE_AUTH_FAILURES must"),
+        ({"SIGNIN_FAILURE_LIMIT": "0"}, "SIGNIN_FAILURE_LIMIT and SIGNIN_COOLOFF_MINUTES must"),
+        ({"SIGNIN_COOLOFF_MINUTES": "-1"}, "SIGNIN_FAILURE_LIMIT and SIGNIN_COOLOFF_MINUTES"),
+        ({"DJANGO_TRUSTED_PROXY_COUNT": "-1"}, "DJANGO_TRUSTED_PROXY_COUNT must be 0 or more"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be at least 32 random characters"),
+    ],
+)
+def test_malformed_limits_stop_startup_naming_the_variable(monkeypatch, env, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        _settings_with(monkeypatch, **env)

@@ -65,6 +65,10 @@ REQUEST_DURATION_BUCKETS = (
     10.0,
 )
 
+# The outcome label of STATS_HERD_WAITS.
+HERD_WAIT_SERVED = "served"  # the lock holder's answer arrived while waiting
+HERD_WAIT_COMPUTED = "computed"  # it did not (in time): the waiter computed itself
+
 BACKEND_POSTGRESQL = "postgresql"
 BACKEND_REDIS = "redis"
 # Where an error was caught and degraded (the ``site`` label of BACKEND_ERRORS).
@@ -118,7 +122,8 @@ IDEMPOTENT_REPLAYS = Counter(
     "Idempotency-Key, not executed again.",
 )
 
-_request_children: dict[tuple[str | None, str, int], object] = {}
+# The histogram child of each (route, method, status) seen, bound once.
+_request_children: dict[tuple[str | None, str, int], Histogram] = {}
 
 
 def request_observe(*, route: str | None, method: str, status: int, seconds: float) -> None:

@@ -164,3 +164,11 @@ def test_the_idempotent_replays_counter_is_exposed_for_the_idempotency_feature(c
     metrics.IDEMPOTENT_REPLAYS.inc()
     assert sample("carenotes_idempotent_replays_total") == before + 1
     assert b"carenotes_idempotent_replays_total" in _scrape(client).content
+
+
+def test_metrics_are_scraped_over_plain_http_even_with_the_https_redirect_on(client, settings):
+    settings.METRICS_TOKEN = TOKEN
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/healthz").status_code == HTTPStatus.OK  # exempt, like /metrics
+    assert _scrape(client).status_code == HTTPStatus.OK
+    assert client.get("/no-such-page").status_code == HTTPStatus.MOVED_PERMANENTLY
