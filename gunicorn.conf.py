@@ -124,14 +124,14 @@ def post_fork(server, worker):
 # directory of its own, removed when it exits.
 PROMETHEUS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 PROMETHEUS_DIR_DEFAULT = os.path.join(tempfile.gettempdir(), f"carenotes-prometheus-{os.getpid()}")
-prometheus_dir = env_str(PROMETHEUS_DIR_VARIABLE) or PROMETHEUS_DIR_DEFAULT
+prometheus_dir = env_str("PROMETHEUS_MULTIPROC_DIR") or PROMETHEUS_DIR_DEFAULT
 raw_env = [f"{PROMETHEUS_DIR_VARIABLE}={prometheus_dir}"]
 
 
 def on_starting(server):
     """Give the workers an empty metrics directory (before any of them is forked)."""
-    # Set before this process imports prometheus_client (below): workers fork from it.
-    os.environ[PROMETHEUS_DIR_VARIABLE] = prometheus_dir
+    # raw_env has set the variable already, so prometheus_client (imported here, in the
+    # process the workers fork from) is in multiprocess mode.
     from carenotes.core.metrics_files import metrics_directory_prepare
 
     metrics_directory_prepare(prometheus_dir)

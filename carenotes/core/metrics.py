@@ -22,9 +22,13 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-# The directory must exist before the first sample is written (an unlabelled metric writes
-# one when it is created, below).
-if os.environ.get(MULTIPROC_DIR_VARIABLE):
+if not os.environ.get(MULTIPROC_DIR_VARIABLE, "").strip():
+    # Empty means unset, as for every variable (carenotes/env.py): prometheus_client would
+    # read an empty value as "multiprocess mode, files in the current directory".
+    os.environ.pop(MULTIPROC_DIR_VARIABLE, None)
+else:
+    # It must exist before the first sample is written (an unlabelled metric writes one when
+    # it is created, below).
     os.makedirs(os.environ[MULTIPROC_DIR_VARIABLE], exist_ok=True)
 
 from prometheus_client import (  # noqa: E402 (after the directory exists)

@@ -1,7 +1,11 @@
 """The /metrics endpoint (token, 404 when off) and what the infrastructure layers count."""
 
+import os
 import secrets
+import subprocess
+import sys
 from http import HTTPStatus
+from pathlib import Path
 
 import pytest
 from django.db import OperationalError
@@ -15,6 +19,7 @@ from carenotes.core import metrics
 from carenotes.core.cache import cache_get, cache_set
 from carenotes.core.resilience import DatabaseUnavailableMiddleware
 
+ROOT = Path(__file__).resolve().parents[3]
 METRICS_URL = "/metrics"
 TOKEN = secrets.token_urlsafe(32)
 REQUESTS = "carenotes_http_request_duration_seconds_count"
@@ -172,3 +177,22 @@ def test_metrics_are_scraped_over_plain_http_even_with_the_https_redirect_on(cli
     assert client.get("/healthz").status_code == HTTPStatus.OK  # exempt, like /metrics
     assert _scrape(client).status_code == HTTPStatus.OK
     assert client.get("/no-such-page").status_code == HTTPStatus.MOVED_PERMANENTLY
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_multiprocess_directory_means_one_process_and_writes_no_file(tmp_path, value):
+    # docker compose passes PROMETHEUS_MULTIPROC_DIR= from .env to manage.py commands too.
+    script = (
+        "from carenotes.core import metrics; from prometheus_client import values; "
+        "metrics.IDEMPOTENT_REPLAYS.inc(); print(values.ValueClass.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": value, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "MutexValue"), result.stderr
+    assert list(tmp_path.iterdir()) == []
