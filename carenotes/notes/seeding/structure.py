@@ -93,7 +93,7 @@ def _facilities_create(
 ) -> dict[int, list[int]]:
     facilities = [
         Facility(
-            tenant=tenant,
+            tenant_id=tenant.pk,
             name=facility_name(tenant_index=index, number=n, kind=rng.choice(FACILITY_NAMES)),
         )
         for index, tenant in enumerate(tenants)
@@ -137,7 +137,7 @@ def _access_grant(*, config: SeedConfig, plans: list[TenantPlan], staff: list) -
         carers_with_token = 0
         for role, _ in roles:
             user = next(users)
-            memberships.append(Membership(user=user, tenant=plan.tenant, role=role))
+            memberships.append(Membership(user_id=user.pk, tenant_id=plan.tenant.pk, role=role))
             if role == Role.ADMIN:
                 admin_ids.append(user.pk)
             if role == Role.CARER:
@@ -148,7 +148,7 @@ def _access_grant(*, config: SeedConfig, plans: list[TenantPlan], staff: list) -
             key = demo_token_key(seed=config.seed, username=user.username)
             tokens.append(
                 ApiToken(
-                    user=user,
+                    user_id=user.pk,
                     name=TOKEN_NAME,
                     key_prefix=key[:API_KEY_PREFIX_LENGTH],
                     key_digest=token_digest(key),
