@@ -207,6 +207,9 @@ def _seed_notes_run(
         encoded = hasher.submit(make_password, demo_password(config.seed))
         started = time.perf_counter()
         with transaction.atomic():
+            with connection.cursor() as cursor:
+                # Every phase then pays for its own foreign key checks.
+                load_session_set(cursor)
             with stopwatch("reset"):
                 _prepare(config=config, mode=mode)
             with stopwatch("users"):
@@ -261,7 +264,6 @@ def _notes_load(
     progress: ProgressCallback | None,
     stopwatch: Stopwatch,
 ) -> None:
-    load_session_set(cursor)
     generation_session_set(cursor=cursor, seed=config.seed)
     with stopwatch("patients"):
         patients = patients_create(

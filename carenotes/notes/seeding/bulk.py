@@ -75,7 +75,8 @@ def secondary_restore(cursor, indexes: list[tuple], foreign_keys: list[tuple]) -
 
 def load_session_set(cursor) -> None:
     """Check foreign keys per statement for the rest of the transaction."""
-    # Deferred foreign keys would queue one trigger event per row until commit.
+    # Deferred foreign keys would queue one trigger event per row until commit, and the
+    # checks would be paid for there rather than by the statement that needs them.
     cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 

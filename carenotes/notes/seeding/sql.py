@@ -79,14 +79,15 @@ def generation_session_set(*, cursor, seed: int) -> None:
     cursor.execute("SELECT setseed(%s)", [random.Random(seed).uniform(-1.0, 1.0)])
 
 
-# Row k (0-based) of the run is patient k % per_tenant + 1 of facility k / per_facility (in
-# the flat list of every tenant's facilities): one statement for every tenant, one series so
-# random() is drawn in the order of k.
+# Row k (0-based) is patient k % per_facility + 1 of facility k / per_facility in the flat
+# list of every tenant's facilities; its reference counts on within the tenant. One
+# statement for every tenant, one series so random() is drawn in the order of k.
 PATIENT_INSERT = f"""
 INSERT INTO {PATIENT_TABLE} (tenant_id, facility_id, reference, display_name)
 SELECT (%(tenant_ids)s::bigint[])[k / %(per_facility)s + 1],
        (%(facility_ids)s::bigint[])[k / %(per_facility)s + 1],
-       'P' || lpad((k %% %(per_tenant)s + 1)::text, %(digits)s, '0'),
+       'P' || lpad(((%(facility_positions)s::int[])[k / %(per_facility)s + 1] * %(per_facility)s
+                    + k %% %(per_facility)s + 1)::text, %(digits)s, '0'),
        (%(first_names)s::text[])[floor(random() * %(n_first)s)::int + 1] || ' ' ||
        (%(last_names)s::text[])[floor(random() * %(n_last)s)::int + 1]
 FROM generate_series(0, %(count)s - 1) AS k
@@ -101,16 +102,20 @@ def patients_create(
 
     ``facility_ids`` maps each tenant id to its facility ids, in creation order.
     """
-    flat = [(tenant_id, f) for tenant_id, ids in facility_ids.items() for f in ids]
-    per_tenant = per_facility * len(next(iter(facility_ids.values())))
+    flat = [
+        (tenant_id, facility_id, position)
+        for tenant_id, ids in facility_ids.items()
+        for position, facility_id in enumerate(ids)
+    ]
+    most = per_facility * max(len(ids) for ids in facility_ids.values())
     cursor.execute(
         PATIENT_INSERT,
         {
-            "tenant_ids": [tenant_id for tenant_id, _ in flat],
-            "facility_ids": [facility_id for _, facility_id in flat],
+            "tenant_ids": [row[0] for row in flat],
+            "facility_ids": [row[1] for row in flat],
+            "facility_positions": [row[2] for row in flat],
             "per_facility": per_facility,
-            "per_tenant": per_tenant,
-            "digits": max(PATIENT_REFERENCE_DIGITS, len(str(per_tenant))),
+            "digits": max(PATIENT_REFERENCE_DIGITS, len(str(most))),
             "first_names": list(FIRST_NAMES),
             "n_first": len(FIRST_NAMES),
             "last_names": list(LAST_NAMES),

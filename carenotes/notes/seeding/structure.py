@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import router, transaction
 from django.db.models.signals import post_save
 
@@ -105,7 +106,7 @@ def _facilities_create(
     return by_tenant
 
 
-def _users_create(*, config: SeedConfig) -> tuple:
+def _users_create(*, config: SeedConfig) -> tuple[AbstractBaseUser, list[AbstractBaseUser]]:
     """Create the superuser and every tenant's staff (admins are staff users, see above)."""
     user_model = get_user_model()
     unusable = make_password(None)  # replaced by passwords_set before commit
@@ -128,7 +129,9 @@ def _users_create(*, config: SeedConfig) -> tuple:
     return created[0], created[1:]
 
 
-def _access_grant(*, config: SeedConfig, plans: list[TenantPlan], staff: list) -> list[ApiToken]:
+def _access_grant(
+    *, config: SeedConfig, plans: list[TenantPlan], staff: list[AbstractBaseUser]
+) -> list[ApiToken]:
     """Create the memberships, admin group links and tokens; fill each plan's users."""
     roles = staff_roles(config.staff_per_tenant)
     memberships, tokens, admin_ids = [], [], []
@@ -168,7 +171,9 @@ def _access_grant(*, config: SeedConfig, plans: list[TenantPlan], staff: list) -
     return ApiToken.objects.bulk_create(tokens, batch_size=BULK_BATCH_ROWS)
 
 
-def _skipped_signals_replay(*, tenants: list[Tenant], users: list, tokens: list[ApiToken]) -> None:
+def _skipped_signals_replay(
+    *, tenants: list[Tenant], users: list[AbstractBaseUser], tokens: list[ApiToken]
+) -> None:
     """Do what the post_save receivers bulk_create skipped would have done, and only that.
 
     Users, memberships, tokens (tenants/signals.py): each save drops the user's cached
