@@ -136,19 +136,19 @@ def patients_create(
 
 # Note times: the window [start, end) is cut into its real hours (the last one shorter when
 # the window ends at now); an hour's share of the notes is its local hour's weight times its
-# length in seconds. Each note draws one number u below the total of those masses: the hour
-# is the one whose running total brackets u (width_bucket, a binary search) and the second
-# within it is (u - mass of the hours before) / weight, uniform over the hour. So every note
-# is inside the window, never after its end, and the local hours follow HOUR_WEIGHTS.
+# length in seconds. Each note draws a number below the total of those masses and takes the
+# hour whose running total brackets it (width_bucket, a binary search), then a second
+# uniformly within that hour's length. So every note is inside the window, never after its
+# end, and the local hours follow HOUR_WEIGHTS.
 #
 # The inner query draws every random number once per row, in a fixed order (a subquery
 # with volatile outputs is never flattened); the outer one maps them to values through
-# constant arrays: every body text, and the hours of the window (built once per statement).
-# Measured: streaming the same SELECT through COPY TO / COPY FROM on two connections was no
-# faster.
+# constant arrays: every body text, and the hours of the window (built once per statement,
+# read through InitPlans). Measured: streaming the same SELECT through COPY TO / COPY FROM
+# on two connections was no faster.
 NOTE_INSERT = f"""
 INSERT INTO {NOTE_TABLE} ({NOTE_COLUMNS})
-WITH slot_hour AS (
+WITH slot AS (
     SELECT start,
            (%(hour_weights)s::int[])[extract(hour FROM start AT TIME ZONE %(timezone)s)::int + 1]
                AS weight,
@@ -158,12 +158,12 @@ WITH slot_hour AS (
                          %(window_end)s::timestamptz - interval '1 microsecond',
                          interval '1 hour') AS start
 ), running AS (
-    SELECT start, weight, (sum(weight * seconds) OVER (ORDER BY start))::bigint AS upto,
-           weight * seconds AS mass
-    FROM slot_hour
-), hours AS (
+    SELECT start, seconds, weight * seconds AS mass,
+           (sum(weight * seconds) OVER (ORDER BY start))::bigint AS upto
+    FROM slot
+), hours AS MATERIALIZED (
     SELECT array_agg(start ORDER BY start) AS starts,
-           array_agg(weight ORDER BY start) AS weights,
+           array_agg(seconds ORDER BY start) AS lengths,
            array_agg(upto - mass ORDER BY start) AS below,
            max(upto) AS total
     FROM running
@@ -175,8 +175,8 @@ SELECT %(tenant_id)s,
        (%(categories)s::text[])[c],
        r,
        (%(bodies)s::text[])[((c - 1) * %(n_sentences)s + s - 1) * %(n_remarks)s + m],
-       hours.starts[found.n] + ((pick.u - hours.below[found.n]) / hours.weights[found.n])
-           * interval '1 second'
+       (SELECT starts FROM hours)[h]
+           + floor(v * (SELECT lengths FROM hours)[h]) * interval '1 second'
 FROM (
     SELECT floor(random() * %(n_patients)s)::int + 1 AS p,
            floor(random() * %(n_authors)s)::int + 1 AS a,
@@ -184,13 +184,12 @@ FROM (
            (%(priority_lookup)s::int[])[floor(random() * %(n_priority_lookup)s)::int + 1] AS r,
            floor(random() * %(n_sentences)s)::int + 1 AS s,
            floor(random() * %(n_remarks)s)::int + 1 AS m,
-           random() AS t
+           width_bucket(floor(random() * (SELECT total FROM hours))::bigint,
+                        (SELECT below FROM hours)) AS h,
+           random() AS v
     -- generate_series in the select list streams; in FROM it is materialised first.
     FROM (SELECT generate_series(1, %(count)s)) AS series
 ) AS draw
-CROSS JOIN hours
-CROSS JOIN LATERAL (SELECT floor(draw.t * hours.total)::bigint AS u) AS pick
-CROSS JOIN LATERAL (SELECT width_bucket(pick.u, hours.below) AS n) AS found
 """
 
 
