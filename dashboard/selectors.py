@@ -26,7 +26,7 @@ from tenants.principal import TenantInfo
 # Notes of these priorities are "high priority" (tile, feed, export).
 HIGH_PRIORITY_MIN = 4
 HIGH_PRIORITY_KEYS = tuple(str(p) for p in range(HIGH_PRIORITY_MIN, PRIORITY_MAX + 1))
-FEED_PAGE_SIZE = 20
+FEED_PAGE_SIZE = 10
 EXPORT_BATCH_SIZE = 1000
 
 

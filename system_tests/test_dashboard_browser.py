@@ -280,12 +280,25 @@ def test_load_time_at_scale(browser):
     if not base_url or not credentials_path:
         pytest.skip("set DASHBOARD_LOAD_URL and DASHBOARD_LOAD_CREDENTIALS to measure a server")
     credentials = json.loads(Path(credentials_path).read_text())
-    # The tenant with the most notes is the last of the seed's weights (30 %).
-    tenant = max(credentials["tenants"], key=lambda t: len(t["facility_ids"]) * 0 + t["tenant_id"])
-    manager = next(u for u in tenant["users"] if u["role"] == "manager")
     page = _new_page(browser)
+    # The tenant with the most notes in the range, as the API counts them.
+    candidates = []
+    for tenant in credentials["tenants"]:
+        manager = next(u for u in tenant["users"] if u["role"] == "manager")
+        path = f"/api/care-stats/?tenant_id={tenant['tenant_id']}&period=last_30_days"
+        total = _api(page, base_url, manager["token"], path)["total_notes"]
+        candidates.append((total, tenant, manager))
+    _, tenant, manager = max(candidates, key=lambda candidate: candidate[0])
     # Every user of a seed run shares the run's demo password (printed for the superuser).
     _sign_in(page, base_url, manager["username"], credentials["superuser"]["password"])
+    # Cold: a scope (one facility) whose range answers this run has not asked for yet.
+    cold_url = (
+        f"{base_url}/dashboard/{tenant['tenant_id']}/?period=last_30_days"
+        f"&facility_ids={tenant['facility_ids'][0]}"
+    )
+    page.goto(cold_url)
+    _wait_for_charts(page)
+    cold_ms = page.evaluate(LOAD_TIME)
     url = f"{base_url}/dashboard/{tenant['tenant_id']}/?period=last_30_days"
     timings = []
     for _ in range(LOAD_RUNS):
@@ -303,9 +316,9 @@ def test_load_time_at_scale(browser):
         "url": url.replace(base_url, ""),
         "tenant_notes_in_range": answer["total_notes"],
         "runs_ms": [round(t, 1) for t in timings],
-        "first_ms": round(timings[0], 1),
+        "cold_scope_ms": round(cold_ms, 1),
         "median_ms": round(statistics.median(timings), 1),
         "target_ms": LOAD_TARGET_MS,
     }
     _report("dashboard-load-scale.json", result)
-    assert result["median_ms"] <= LOAD_TARGET_MS, result
+    assert max(result["median_ms"], result["cold_scope_ms"]) <= LOAD_TARGET_MS, result
