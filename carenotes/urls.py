@@ -2,12 +2,20 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from carenotes.core.health import healthz, readyz
 from dashboard.urls import account_urlpatterns, api_urlpatterns
 
+# Where `/` leads, and with it the admin's "View site" link (its site_url is `/`; shown to
+# those who may see a dashboard, dashboard/admin.py): the managers' dashboard, which sends
+# anyone not signed in to the login page. The API documentation stays at /api/docs/.
+HOME_TARGET = "dashboard:index"
+
 urlpatterns = [
+    # 302, not 301: the target may change again, so browsers must not remember it.
+    path("", RedirectView.as_view(pattern_name=HOME_TARGET, permanent=False), name="home"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("api/", include("tenants.urls")),

@@ -1,12 +1,12 @@
-"""The admin's link to the dashboard: its "View site" leads there for those who may see it.
+"""The admin's link to the dashboard: "View site" (``/``, which leads to the dashboard) is
+shown only to those who may see one.
 
 Set at admin autodiscovery. The site's ``each_context`` decides per request, with the
-dashboard's own rule (dashboard.access), so the link is shown only to users with a manager or
-admin membership, and to superusers.
+dashboard's own rule (dashboard.access): users with a manager or admin membership, and
+superusers, keep the link; other staff get none (the page would refuse them).
 """
 
 from django.contrib import admin
-from django.urls import reverse
 
 from dashboard.access import may_see_any_dashboard
 from tenants.selectors import principal_get_for_user
@@ -15,7 +15,7 @@ _site_each_context = admin.site.each_context
 
 
 def each_context_with_dashboard(request) -> dict:
-    """Return the admin's context, its site_url the dashboard or None (no link)."""
+    """Return the admin's context, without the site link for users who have no dashboard."""
     context = _site_each_context(request)
     user = getattr(request, "user", None)
     may_see = (
@@ -23,7 +23,9 @@ def each_context_with_dashboard(request) -> dict:
         and user.is_authenticated
         and may_see_any_dashboard(principal_get_for_user(user=user))
     )
-    context["site_url"] = reverse("dashboard:index") if may_see else None
+    if not may_see:
+        context["site_url"] = None
+
     return context
 
 

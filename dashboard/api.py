@@ -6,7 +6,12 @@ here; the read itself is the notes domain's selector (carenotes.notes.selectors)
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -14,7 +19,12 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from carenotes.core.params import BIGINT_MAX, STATS_MAX_FACILITY_IDS
+from carenotes.core.params import (
+    BIGINT_MAX,
+    STATS_MAX_FACILITY_IDS,
+    PositiveIdField,
+    query_param_errors,
+)
 from carenotes.notes.api.views import SCOPE_NOTES_READ
 from carenotes.notes.selectors import (
     ATTENTION_HOURS_DEFAULT,
@@ -27,13 +37,7 @@ from carenotes.notes.selectors import (
     patient_attention_list,
 )
 from dashboard.access import CARER_REFUSED, may_see_dashboard
-from stats.views import (
-    VALIDATION_ERROR_SCHEMA,
-    ErrorDetailSerializer,
-    FacilityIdsField,
-    PositiveIdField,
-    query_param_errors,
-)
+from stats.views import VALIDATION_ERROR_SCHEMA, ErrorDetailSerializer, FacilityIdsField
 from tenants.selectors import principal_from_request, tenant_get_for_request
 
 
@@ -47,6 +51,7 @@ class AttentionCursorField(serializers.CharField):
             raise serializers.ValidationError("Invalid cursor; use the `next` link.") from exc
 
 
+@extend_schema_serializer(component_name="ResidentAttention")
 class ResidentAttentionSerializer(serializers.Serializer):
     patient_id = serializers.IntegerField()
     patient_reference = serializers.CharField(source="reference")
@@ -61,9 +66,9 @@ class ResidentAttentionSerializer(serializers.Serializer):
 class ResidentAttentionView(APIView):
     """Residents of a tenant's facilities with no care note in the last ``hours`` hours.
 
-    Checks in the order of the other endpoints: credentials (401), a well-formed
-    ``tenant_id`` (400), membership (404, the same for a tenant that does not exist), the
-    dashboard's roles (403 for carers), then every other parameter (400).
+    Checks in the order of the stats endpoint: credentials (401), a repeated parameter and
+    a well-formed ``tenant_id`` (400), membership (404, the same for a tenant that does not
+    exist), the dashboard's roles (403 for carers), then every other parameter (400).
     """
 
     throttle_scope = SCOPE_NOTES_READ
@@ -86,7 +91,7 @@ class ResidentAttentionView(APIView):
         )
 
         def to_internal_value(self, data):
-            errors = query_param_errors(data, allowed=set(self.fields) | {"format"})
+            errors = query_param_errors(data, known=set(self.fields))
             try:
                 values = super().to_internal_value(data.dict())
             except serializers.ValidationError as exc:
@@ -102,6 +107,7 @@ class ResidentAttentionView(APIView):
                 raise serializers.ValidationError(f"Not facilities of this tenant: {listed}.")
             return value
 
+    @extend_schema_serializer(component_name="ResidentAttentionPage")
     class OutputSerializer(serializers.Serializer):
         tenant_id = serializers.IntegerField()
         hours = serializers.IntegerField()
@@ -160,6 +166,13 @@ class ResidentAttentionView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        # Before the tenant is chosen: ``.dict()`` keeps the last of repeated values, so
+        # which one was checked for membership would depend on their order.
+        if any(len(values) > 1 for _, values in request.query_params.lists()):
+            known = set(self.InputSerializer().fields)
+            raise serializers.ValidationError(
+                query_param_errors(request.query_params, known=known, reject_blank=False)
+            )
         tenant_params = self.TenantSerializer(data=request.query_params.dict())
         tenant_params.is_valid(raise_exception=True)
         tenant_id = tenant_params.validated_data["tenant_id"]

@@ -25,10 +25,11 @@ from carenotes.core.params import (
     BIGINT_MAX,
     STATS_DATE_MIN,
     STATS_MAX_FACILITY_IDS,
+    PositiveIdField,
     one_year_after,
     parse_facility_ids,
     parse_iso_date,
-    parse_positive_id,
+    query_param_errors,
 )
 from carenotes.notes.models import Category
 from stats.cache import CacheStatus, care_stats_get_cached, care_stats_range_get_cached
@@ -43,16 +44,6 @@ from stats.ranges import (
 )
 from stats.selectors import PRIORITY_KEYS, CareRangeStats, CareStats
 from tenants.selectors import tenant_get_for_request
-
-# DRF's own ?format=json|api switch (browsable API) is accepted besides the documented ones.
-FORMAT_PARAM = "format"
-
-
-class PositiveIdField(serializers.Field):
-    """A positive bigint id written as plain ASCII digits."""
-
-    def to_internal_value(self, data) -> int:
-        return parse_positive_id(str(data))
 
 
 class FacilityIdsField(serializers.Field):
@@ -81,18 +72,6 @@ DAY_FORMS = (("date",), ("date_from", "date_to"), ("period",))
 EXCLUSIVE_DAYS_MESSAGE = (
     "Give one of date, date_from with date_to, or period: they exclude each other."
 )
-
-
-def query_param_errors(params: QueryDict, *, allowed: set[str]) -> dict[str, list[str]]:
-    """Return an error per unknown or repeated query parameter."""
-    errors = {}
-    for name, values in params.lists():
-        if name not in allowed:
-            known = ", ".join(sorted(allowed - {FORMAT_PARAM}))
-            errors[name] = [f"Unknown query parameter; the parameters are {known}."]
-        elif len(values) > 1:
-            errors[name] = ["Give this parameter once."]
-    return errors
 
 
 class _FixedCountsSerializer(serializers.Serializer):
@@ -217,7 +196,8 @@ class CareStatsView(APIView):
     """One tenant's care notes of one local day, counted; served from Redis when fresh.
 
     Order of checks, so that a caller outside the tenant learns nothing: credentials (401),
-    a well-formed ``tenant_id`` (400), membership (404 — the same for a tenant that does not
+    a repeated parameter (400, with the unknown ones: names only, whatever the values), a
+    well-formed ``tenant_id`` (400), membership (404 — the same for a tenant that does not
     exist), then every other parameter (400), then the work.
     """
 
@@ -234,7 +214,7 @@ class CareStatsView(APIView):
         period = PeriodField(required=False)
 
         def to_internal_value(self, data: QueryDict) -> dict:
-            errors = query_param_errors(data, allowed=set(self.fields) | {FORMAT_PARAM})
+            errors = query_param_errors(data, known=set(self.fields), reject_blank=False)
             try:
                 values = super().to_internal_value(data.dict())
             except serializers.ValidationError as exc:
@@ -463,6 +443,13 @@ class CareStatsView(APIView):
         examples=ANSWER_EXAMPLES,
     )
     def get(self, request: Request) -> Response:
+        # Before the tenant is chosen: ``.dict()`` keeps the last of repeated values, so
+        # which one was checked for membership would depend on their order.
+        if any(len(values) > 1 for _, values in request.query_params.lists()):
+            known = set(self.InputSerializer().fields)
+            raise serializers.ValidationError(
+                query_param_errors(request.query_params, known=known, reject_blank=False)
+            )
         tenant_params = self.TenantSerializer(data=request.query_params.dict())
         tenant_params.is_valid(raise_exception=True)
         tenant = tenant_get_for_request(

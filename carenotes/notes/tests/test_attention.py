@@ -12,12 +12,16 @@ from carenotes.notes.selectors import (
     patient_attention_list,
 )
 from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
-from stats.tests.factories import tenant_info_of
 from tenants.rls import rls_owner
+from tenants.selectors import tenant_info_get
 from tenants.tests.factories import FacilityFactory
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 PATIENT_RECENT_INDEX = "carenote_patient_recent_idx"
+
+
+def tenant_info_of(tenant):
+    return tenant_info_get(tenant_id=tenant.pk)
 
 
 def _ids(rows) -> list[int]:
