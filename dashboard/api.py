@@ -25,7 +25,7 @@ from carenotes.core.params import (
     PositiveIdField,
     query_param_errors,
 )
-from carenotes.notes.api.views import SCOPE_NOTES_READ
+from carenotes.notes.api.views import BAD_QUERY, SCOPE_NOTES_READ
 from carenotes.notes.selectors import (
     ATTENTION_HOURS_DEFAULT,
     ATTENTION_HOURS_MAX,
@@ -37,7 +37,7 @@ from carenotes.notes.selectors import (
     patient_attention_list,
 )
 from dashboard.access import CARER_REFUSED, may_see_dashboard
-from stats.views import VALIDATION_ERROR_SCHEMA, ErrorDetailSerializer, FacilityIdsField
+from stats.views import ErrorDetailSerializer, FacilityIdsField
 from tenants.selectors import principal_from_request, tenant_get_for_request
 
 
@@ -156,7 +156,9 @@ class ResidentAttentionView(APIView):
         ],
         responses={
             200: OutputSerializer,
-            400: OpenApiResponse(VALIDATION_ERROR_SCHEMA, description="Invalid parameters."),
+            # An object either way: one key per offending parameter, or the request limits'
+            # {"detail": ...} (carenotes.core.limits).
+            400: BAD_QUERY,
             401: OpenApiResponse(ErrorDetailSerializer, description="Missing or bad token."),
             403: OpenApiResponse(ErrorDetailSerializer, description="A carer of the tenant."),
             404: OpenApiResponse(

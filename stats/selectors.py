@@ -169,30 +169,38 @@ ROLLUP_RESIDENTS_TABLE = "stats_day_residents"
 ROLLUP_TABLES = (ROLLUP_COUNTS_TABLE, ROLLUP_RESIDENTS_TABLE)
 
 # The two statements of care_stats_range_get, index-only scans of the rollups' primary keys
-# (stats/tests/test_query_plan.py). The counts come back summed twice in one pass: per
-# (day, category, priority) for by_day — the range's totals add up from those — and per
-# facility for by_facility (GROUPING SETS; the other set's columns are NULL).
+# (stats/tests/test_query_plan.py). The counts come back summed in one pass (GROUPING SETS)
+# as one row per day — its notes per category, then per priority, in PRIORITY_KEYS order —
+# and one row per facility (day NULL; its total is the sum of its category columns). A row
+# per (day, category, priority) instead would be fifteen times as many rows to decode.
 _RANGE_ROWS = (
     f"FROM {ROLLUP_COUNTS_TABLE} "
     "WHERE tenant_id = %(tenant_id)s::bigint "
     "AND day >= %(date_from)s::date AND day <= %(date_to)s::date"
 )
-_RANGE_GROUPS = "SELECT day, facility_id, category, priority, SUM(notes)::bigint " + _RANGE_ROWS
-_BY_DAY_AND_FACILITY = " GROUP BY GROUPING SETS ((day, category, priority), (facility_id))"
+_PER_CATEGORY = [f"SUM(notes) FILTER (WHERE category = '{c}')" for c in Category.values]
+_PER_PRIORITY = [f"SUM(notes) FILTER (WHERE priority = {p})" for p in PRIORITY_KEYS]
+_RANGE_GROUPS = (
+    "SELECT day, facility_id, " + ", ".join(_PER_CATEGORY + _PER_PRIORITY) + " " + _RANGE_ROWS
+)
+_BY_DAY_AND_FACILITY = " GROUP BY GROUPING SETS ((day), (facility_id))"
 # Distinct residents do not add up over days: a resident of the tenant counts when it has a
-# rollup row in the range, one probe of (tenant_id, patient_id, day) per resident.
+# rollup row in the range. One probe of (tenant_id, patient_id, day) per resident, written
+# as a LATERAL ... LIMIT 1 so that the plan is that nested loop whatever the statistics say
+# (a table just bulk-loaded has none yet, and a hash join over every row of the range was
+# then chosen).
 _RESIDENTS_NOTED = (
-    f"SELECT COUNT(*) FROM {Patient._meta.db_table} AS p "
-    "WHERE p.tenant_id = %(tenant_id)s::bigint AND EXISTS ("
-    f"SELECT FROM {ROLLUP_RESIDENTS_TABLE} AS r "
+    f"SELECT COUNT(*) FROM {Patient._meta.db_table} AS p CROSS JOIN LATERAL ("
+    f"SELECT 1 FROM {ROLLUP_RESIDENTS_TABLE} AS r "
     "WHERE r.tenant_id = %(tenant_id)s::bigint AND r.patient_id = p.id "
     "AND r.day >= %(date_from)s::date AND r.day <= %(date_to)s::date"
 )
+_FIRST_NOTED = " LIMIT 1) AS noted WHERE p.tenant_id = %(tenant_id)s::bigint"
 STATS_RANGE_COUNTS_SQL = _RANGE_GROUPS + _BY_DAY_AND_FACILITY
-STATS_RANGE_PATIENTS_SQL = _RESIDENTS_NOTED + ")"
+STATS_RANGE_PATIENTS_SQL = _RESIDENTS_NOTED + _FIRST_NOTED
 STATS_RANGE_COUNTS_IN_FACILITIES_SQL = _RANGE_GROUPS + _IN_FACILITIES + _BY_DAY_AND_FACILITY
 STATS_RANGE_PATIENTS_IN_FACILITIES_SQL = (
-    _RESIDENTS_NOTED + " AND r.facility_id = ANY(%(facility_ids)s::bigint[]))"
+    _RESIDENTS_NOTED + " AND r.facility_id = ANY(%(facility_ids)s::bigint[])" + _FIRST_NOTED
 )
 
 
@@ -265,39 +273,37 @@ def care_stats_range_build(
     date_from: date,
     date_to: date,
     facility_ids: tuple[int, ...],
-    day_counts: dict[tuple[date, str, int], int],
+    day_counts: dict[date, tuple[int, ...]],
     facility_counts: dict[int, int],
     patients: int,
 ) -> CareRangeStats:
-    """Return CareRangeStats from counts per (day, category, priority) and per facility.
+    """Return CareRangeStats from each day's counts and each facility's total.
 
-    Every day of the range is listed, zeros included; a facility with notes that
-    ``facility_ids`` does not list is counted and listed, as in care_stats_build.
+    ``day_counts``: per day, its notes per category (Category.values order) then per priority
+    (PRIORITY_KEYS order). Every day of the range is listed, zeros included; a facility with
+    notes that ``facility_ids`` does not list is counted and listed, as in care_stats_build.
     """
-    days = {
-        day: (dict.fromkeys(Category.values, 0), dict.fromkeys(PRIORITY_KEYS, 0))
-        for day in range_days(date_from=date_from, date_to=date_to)
-    }
-    for (day, category, priority), notes in day_counts.items():
-        by_category, by_priority = days[day]
-        by_category[category] += notes
-        by_priority[str(priority)] += notes
+    categories = len(Category.values)
+    zeros = (0,) * (categories + len(PRIORITY_KEYS))
+    by_day = []
+    for day in range_days(date_from=date_from, date_to=date_to):
+        counts = day_counts.get(day, zeros)
+        by_day.append(
+            CareDayCounts(
+                date=day,
+                total_notes=sum(counts[:categories]),
+                by_category=dict(zip(Category.values, counts[:categories], strict=True)),
+                by_priority=dict(zip(PRIORITY_KEYS, counts[categories:], strict=True)),
+            )
+        )
     unlisted = set(facility_counts) - set(facility_ids)
     if unlisted:
         facility_ids = tuple(sorted({*facility_ids, *unlisted}))
     by_facility = {
         str(facility_id): facility_counts.get(facility_id, 0) for facility_id in facility_ids
     }
-    by_day = tuple(
-        CareDayCounts(
-            date=day,
-            total_notes=sum(by_priority.values()),
-            by_category=by_category,
-            by_priority=by_priority,
-        )
-        for day, (by_category, by_priority) in days.items()
-    )
-    total = sum(entry.total_notes for entry in by_day)
+    sums = [sum(column) for column in zip(zeros, *day_counts.values(), strict=True)]
+    total = sum(sums[:categories])
     return CareRangeStats(
         tenant_id=tenant.id,
         date_from=date_from,
@@ -305,12 +311,12 @@ def care_stats_range_build(
         timezone=tenant.timezone,
         facility_ids=facility_ids,
         total_notes=total,
-        by_category={key: sum(e.by_category[key] for e in by_day) for key in Category.values},
-        by_priority={key: sum(e.by_priority[key] for e in by_day) for key in PRIORITY_KEYS},
+        by_category=dict(zip(Category.values, sums[:categories], strict=True)),
+        by_priority=dict(zip(PRIORITY_KEYS, sums[categories:], strict=True)),
         by_facility=by_facility,
         patients=patients,
         avg_notes_per_patient=avg_notes_per_patient(total_notes=total, patients=patients),
-        by_day=by_day,
+        by_day=tuple(by_day),
     )
 
 
@@ -324,9 +330,10 @@ def care_stats_range_get(
     """Return the tenant's note counts over local days ``date_from``..``date_to`` (inclusive).
 
     ``facility_ids``: None for every facility of the tenant, else a sorted, validated subset.
-    Two statements over the day rollups, both index-only scans: the counts grouped per
-    (day, category, priority) and per facility — at most days x 15 + facilities rows — and
-    the number of distinct residents with a note in the range (skipped when there is none).
+    Two statements over the day rollups, both index-only scans: the counts summed per day and
+    per facility — at most days + facilities rows — and the number of distinct residents
+    with a note in the range (one probe per resident of the tenant; skipped when there is
+    no note).
     The range's length is the caller's to bound (stats.ranges.STATS_RANGE_MAX_DAYS).
     """
     params = {"tenant_id": tenant.id, "date_from": date_from, "date_to": date_to}
@@ -340,13 +347,15 @@ def care_stats_range_get(
         params["facility_ids"] = list(facility_ids)
         cursor = connection.cursor()
     day_counts, facility_counts = {}, {}
+    categories = len(Category.values)
     with cursor:
         cursor.execute(statements[0], params)
-        for day, facility_id, category, priority, notes in cursor:
+        for day, facility_id, *counts in cursor:
+            counts = tuple(notes or 0 for notes in counts)  # SUM ... FILTER of no row: NULL
             if facility_id is None:
-                day_counts[day, category, priority] = notes
+                day_counts[day] = counts
             else:
-                facility_counts[facility_id] = notes
+                facility_counts[facility_id] = sum(counts[:categories])
         patients = 0
         if facility_counts:
             cursor.execute(statements[1], params)

@@ -193,7 +193,7 @@ class ServerTiming:
 
 
 class CareStatsView(APIView):
-    """One tenant's care notes of one local day, counted; served from Redis when fresh.
+    """One tenant's care notes of a local day or a range of days, counted; from Redis if fresh.
 
     Order of checks, so that a caller outside the tenant learns nothing: credentials (401),
     a repeated parameter (400, with the unknown ones: names only, whatever the values), a

@@ -278,3 +278,35 @@ def test_the_attention_list_and_feed_on_the_page(group, signed_in):
 def test_managers_get_no_admin_links_in_the_feed(group, signed_in):
     body = signed_in(group.manager).get(url(group, query="period=last_30_days")).content.decode()
     assert "/admin/carenotes/carenote/" not in body
+
+
+def test_times_are_shown_in_the_tenant_time_zone(db, signed_in):
+    from zoneinfo import ZoneInfo
+
+    group = dashboard_group_create(tag="Hudson", timezone_name="America/New_York")
+    response = signed_in(group.admin).get(url(group, query="period=last_7_days"))
+    local = group.notes[0].created_at.astimezone(ZoneInfo("America/New_York"))
+    body = response.content.decode()
+    assert 'id="tenant-timezone">America/New_York<' in body
+    assert f'<time datetime="{local.isoformat(timespec="microseconds")}">' in body
+    assert local.strftime("%Y-%m-%d %H:%M") in body
+
+
+def test_a_refresh_is_answered_from_the_stats_cache(group, signed_in, monkeypatch):
+    from stats import cache
+
+    computed = []
+    real = cache.care_stats_range_get
+
+    def counting(**kwargs):
+        computed.append((kwargs["date_from"], kwargs["date_to"]))
+        return real(**kwargs)
+
+    monkeypatch.setattr(cache, "care_stats_range_get", counting)
+    client = signed_in(group.manager)
+    first = page_data(client.get(url(group, query="period=last_30_days")))
+    assert len(computed) == 2  # the period and the one before it
+    again = page_data(client.get(url(group, query="period=last_30_days")))
+    assert len(computed) == 2  # the page's refresh computed nothing
+    assert again["api"] == first["api"]
+    assert first["refresh_seconds"] == 60

@@ -17,7 +17,8 @@ No foreign keys: the rows are derived from care notes, whose composite foreign k
 keep facility and resident inside the tenant, and a key to patients or facilities would
 make TRUNCATE of those tables (seed_notes --reset, test flushes) refuse.
 
-Frozen values (migrations must not import app code); stats.rollups holds the same names.
+Frozen values (migrations must not import app code); stats.selectors.ROLLUP_TABLES names
+the same tables.
 """
 
 from django.db import migrations

@@ -6,6 +6,7 @@ from http import HTTPStatus
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.cache import cache
 from django.http import QueryDict
 from django_redis import get_redis_connection
 
@@ -21,7 +22,11 @@ from stats.cache import (
 )
 from stats.fastpath import _params
 from stats.ranges import STATS_RANGE_MAX_DAYS
-from stats.services import care_stats_invalidate
+from stats.services import (
+    care_stats_generation_key,
+    care_stats_invalidate,
+    care_stats_version_key,
+)
 from stats.tests.factories import (
     CARE_STATS_URL,
     RANGE_FROM,
@@ -185,8 +190,12 @@ def test_range_keys_are_the_generation_a_version_per_day_and_the_entry(care_grou
     day_keys = [care_stats_keys(tenant_id=7, day=RANGE_FROM + timedelta(days=n), facility_ids=None)
                 for n in range(3)]  # fmt: skip
 
-    assert keys[0] == day_keys[0][0]
+    assert keys[0] == day_keys[0][0] == cache.make_key(care_stats_generation_key(tenant_id=7))
     assert keys[1:4] == [version for _, version, _ in day_keys]
+    assert keys[1:4] == [
+        cache.make_key(care_stats_version_key(tenant_id=7, day=RANGE_FROM + timedelta(days=n)))
+        for n in range(3)
+    ]
     assert keys[4].endswith("stats:val:7:2025-03-09..2025-03-11:3,9")
     assert len(keys) == 5
 
