@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework.exceptions import NotFound
 
+from carenotes.core.params import BIGINT_MAX
 from tenants.models import Role, Tenant
 from tenants.principal import Principal, TenantInfo
 from tenants.selectors import tenant_get_for_principal, tenant_list_for_user
@@ -53,6 +54,8 @@ def dashboard_access_get(*, principal: Principal, tenant_id: int) -> DashboardAc
     Raises Http404 when the caller may not read the tenant at all (the same answer as for a
     tenant that does not exist) and PermissionDenied for a member whose role is carer.
     """
+    if not 1 <= tenant_id <= BIGINT_MAX:  # the URL's <int:> takes any size; ids are bigint
+        raise Http404("No such tenant.")
     try:
         tenant = tenant_get_for_principal(principal=principal, tenant_id=tenant_id)
     except NotFound:

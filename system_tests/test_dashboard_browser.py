@@ -183,6 +183,10 @@ def test_a_manager_reads_the_dashboard_and_it_is_the_api(plain_http_live_server,
     assert page.url.endswith(f"/dashboard/{world.tenant_id}/")
     _wait_for_charts(page)
 
+    # A preset fixes the dates; "Custom range" lets the reader type them.
+    assert page.is_disabled("#date_from") and page.is_disabled("#date_to")
+    page.select_option("#period", "custom")
+    assert page.is_enabled("#date_from") and page.is_enabled("#date_to")
     page.select_option("#period", "last_30_days")
     page.select_option("#facility_ids", [str(world.north_id)])
     page.click("#controls button[type=submit]")

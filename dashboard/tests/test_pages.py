@@ -59,8 +59,11 @@ def test_a_member_of_another_tenant_gets_404_and_nothing_of_it(group, signed_in)
         assert marker not in body
 
 
-def test_a_tenant_that_does_not_exist_gets_the_same_404(group, signed_in):
-    response = signed_in(group.manager).get("/dashboard/999999/")
+@pytest.mark.parametrize("who", ["manager", "superuser"])
+@pytest.mark.parametrize("tenant_id", ["999999", "9223372036854775808", "0"])
+def test_a_tenant_that_does_not_exist_gets_the_same_404(group, signed_in, who, tenant_id):
+    user = group.manager if who == "manager" else UserFactory(is_superuser=True)
+    response = signed_in(user).get(f"/dashboard/{tenant_id}/")
     assert response.status_code == HTTPStatus.NOT_FOUND
 
 
