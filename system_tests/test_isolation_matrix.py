@@ -525,6 +525,21 @@ def test_tenant_a_dashboard_and_exports_count_only_tenant_a_notes(world):
         assert sum(int(line.rsplit(",", 1)[1]) for line in counts.splitlines()[1:]) == A_NOTES
 
 
+def test_tenant_a_range_stats_count_only_tenant_a_notes_and_residents(world):
+    url = (
+        f"/api/care-stats/?tenant_id={world.a.tenant.pk}"
+        f"&date_from={STATS_RANGE[0]}&date_to={STATS_RANGE[1]}"
+    )
+    for principal in A_PRINCIPALS:
+        body = world.clients[principal].get(url).json()
+        assert (body["total_notes"], body["patients"], body["facility_ids"]) == (
+            A_NOTES,
+            1,
+            [world.a.facility.pk],
+        )
+        assert sum(day["total_notes"] for day in body["by_day"]) == A_NOTES
+
+
 # The tenant-choosing lists, and the parameters each needs besides tenant_id.
 TENANT_LISTS = {
     "/api/notes/": "",
@@ -546,18 +561,3 @@ def test_a_repeated_tenant_id_is_the_same_400_for_every_caller_in_any_order(worl
     # Members, non-members and superusers alike learn only that the parameter was repeated.
     expected = (HTTPStatus.BAD_REQUEST, {"tenant_id": ["Give this parameter once."]})
     assert answers == dict.fromkeys(answers, expected)
-
-
-def test_tenant_a_range_stats_count_only_tenant_a_notes_and_residents(world):
-    url = (
-        f"/api/care-stats/?tenant_id={world.a.tenant.pk}"
-        f"&date_from={STATS_RANGE[0]}&date_to={STATS_RANGE[1]}"
-    )
-    for principal in A_PRINCIPALS:
-        body = world.clients[principal].get(url).json()
-        assert (body["total_notes"], body["patients"], body["facility_ids"]) == (
-            A_NOTES,
-            1,
-            [world.a.facility.pk],
-        )
-        assert sum(day["total_notes"] for day in body["by_day"]) == A_NOTES

@@ -17,7 +17,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import positive_data_acceptance
 
@@ -163,9 +163,6 @@ def _use_answerable_days(case, ids: dict) -> None:
     max_examples=FUZZ_MAX_EXAMPLES,
     deadline=None,
     suppress_health_check=list(HealthCheck),
-    # The schema's examples are answers (the stats endpoint documents a day and a range);
-    # schemathesis would turn them into explicit cases, which cannot combine with given().
-    phases=[phase for phase in Phase if phase is not Phase.explicit],
 )
 def test_api_conforms_to_its_schema_and_never_fails(case, real_ids, member, served_app):
     headers, ids, references = member

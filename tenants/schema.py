@@ -1,9 +1,6 @@
-"""OpenAPI description of the token authentication and of the access API's schema names
-(loaded by drf-spectacular through TenantsConfig.ready)."""
+"""OpenAPI description of the token authentication (loaded through TenantsConfig.ready)."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
-
-from tenants.views import MeView
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 TOKEN_SCHEME_NAME = "tokenAuth"
 # Swagger UI's Authorize box sends what is typed as the whole Authorization header: a bare
@@ -12,7 +9,7 @@ TOKEN_HEADER_FORMAT = "Token <key>"
 TOKEN_SCHEME_DESCRIPTION = (
     f"API token. The value is the whole `Authorization` header: type `{TOKEN_HEADER_FORMAT}` "
     "— the word `Token`, one space, then the key (e.g. `Token 3f9a0c…`). A bare key is "
-    "answered 401 (credentials were not provided)."
+    "answered 401 saying what to type."
 )
 
 
@@ -27,12 +24,3 @@ class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": TOKEN_SCHEME_DESCRIPTION,
         }
-
-
-class MeOutputSchemaName(OpenApiSerializerExtension):
-    """Names ``GET /api/me/``'s answer ``Me`` (a nested ``OutputSerializer`` is "Output")."""
-
-    target_class = MeView.OutputSerializer
-
-    def get_name(self, auto_schema, direction) -> str:
-        return "Me"

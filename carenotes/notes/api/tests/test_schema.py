@@ -69,6 +69,7 @@ def test_the_authorize_box_says_what_to_type_and_that_works(openapi, api_client,
     api_client.credentials(HTTP_AUTHORIZATION=member)
     response = api_client.get(ME_URL)
     assert response.status_code == HTTPStatus.UNAUTHORIZED
+    assert "Token <key>" in response.json()["detail"]
     assert "401" in scheme["description"]
 
 
