@@ -5,6 +5,9 @@ measurement on a 2-core machine chose (docs/PERFORMANCE.md, "Serving and load").
 """
 
 import os
+import shutil
+import sys
+import tempfile
 
 from carenotes.env import (
     env_choice,
@@ -109,3 +112,46 @@ def post_fork(server, worker):
         from django.db import connections
 
         connections.close_all()
+
+
+# --- Prometheus metrics across worker processes (carenotes/core/metrics.py) ----------------
+# Each worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR and /metrics sums them.
+# prometheus_client chooses that mode when it is imported, so the variable is put in the
+# master's environment (raw_env) before any application code loads, preloaded or not. The
+# directory is emptied at start (a previous run's counts are not this run's); a dead worker's
+# counts are merged into archive files, so the totals never go back when workers are recycled
+# and the directory does not grow (carenotes/core/metrics_files.py). Unset, each master uses a
+# directory of its own, removed when it exits.
+PROMETHEUS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+PROMETHEUS_DIR_DEFAULT = os.path.join(tempfile.gettempdir(), f"carenotes-prometheus-{os.getpid()}")
+prometheus_dir = env_str("PROMETHEUS_MULTIPROC_DIR") or PROMETHEUS_DIR_DEFAULT
+raw_env = [f"{PROMETHEUS_DIR_VARIABLE}={prometheus_dir}"]
+
+
+def on_starting(server):
+    """Give the workers an empty metrics directory (before any of them is forked)."""
+    # raw_env has set the variable already, so prometheus_client (imported here, in the
+    # process the workers fork from) is in multiprocess mode.
+    from carenotes.core.metrics_files import metrics_directory_prepare
+
+    metrics_directory_prepare(prometheus_dir)
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None and not getattr(values.ValueClass, "_multiprocess", False):
+        server.log.warning(
+            "metrics: prometheus_client was imported before %s was set; /metrics will show "
+            "one worker's counts. Set it in the environment before the app is loaded.",
+            PROMETHEUS_DIR_VARIABLE,
+        )
+
+
+def child_exit(server, worker):
+    """Merge a dead worker's counts into the archives (mark_process_dead for any gauges)."""
+    from carenotes.core.metrics_files import metrics_worker_retire
+
+    metrics_worker_retire(prometheus_dir, worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory when this config chose it (not an operator's)."""
+    if prometheus_dir == PROMETHEUS_DIR_DEFAULT:
+        shutil.rmtree(prometheus_dir, ignore_errors=True)

@@ -1,5 +1,6 @@
 """Django settings for carenotes, read from the environment in one place (12-factor)."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -279,10 +280,8 @@ LOGIN_REDIRECT_URL = "dashboard:index"
 LOGOUT_REDIRECT_URL = "login"
 # Browser libraries come from npm (package.json, installed by `make install` / the Dockerfile's
 # node stage into node_modules/) and are served by the app under static/vendor/: no CDN.
-NODE_MODULES_DIR = Path(os.environ.get("DJANGO_NODE_MODULES", BASE_DIR / "node_modules"))
+NODE_MODULES_DIR = BASE_DIR / "node_modules"
 STATICFILES_DIRS = [("vendor/chart.js", NODE_MODULES_DIR / "chart.js" / "dist")]
-# Seconds between two refreshes of an open dashboard tab (only while it is visible).
-DASHBOARD_REFRESH_SECONDS = env_int("DASHBOARD_REFRESH_SECONDS", 60)
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_FORMATS = ("json", "text")
@@ -303,6 +302,68 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
 }
+
+# --- Metrics (carenotes/core/metrics.py; docs/OPERATIONS.md) ------------------------------
+# The bearer token Prometheus sends to /metrics. Unset (the default): /metrics answers 404.
+METRICS_TOKEN_MIN_LENGTH = 32
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if METRICS_TOKEN and len(METRICS_TOKEN) < METRICS_TOKEN_MIN_LENGTH:
+    raise ImproperlyConfigured(
+        f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} random characters, e.g. "
+        'python3 -c "import secrets; print(secrets.token_urlsafe(32))"; unset, /metrics is off.'
+    )
+# Scraped over plain HTTP inside the private network, like the probes.
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]
+
+# --- Per-address limits: token guessing, sign-in lockout (docs/SECURITY.md) -----------------
+# Proxies in front that append to X-Forwarded-For; 0 means the caller is REMOTE_ADDR
+# (carenotes/core/client_address.py). Behind the TLS proxy, 1 unless said otherwise.
+TRUSTED_PROXY_COUNT = env_int("DJANGO_TRUSTED_PROXY_COUNT", 1 if SECURE_PROXY_SSL_HEADER else 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(
+        f"DJANGO_TRUSTED_PROXY_COUNT must be 0 or more, got {TRUSTED_PROXY_COUNT}"
+    )
+# Failed API token lookups per address and window (carenotes/core/auth_throttle.py); "off"
+# disables the limit.
+AUTH_FAILURE_THROTTLE_RATE = env_match(
+    "THROTTLE_RATE_AUTH_FAILURES",
+    "30/m",
+    pattern=THROTTLE_RATE_PATTERN,
+    expected=THROTTLE_RATE_EXPECTED,
+)
+if AUTH_FAILURE_THROTTLE_RATE == THROTTLE_RATE_OFF:
+    AUTH_FAILURE_THROTTLE_RATE = None
+# Session sign-in lockout (django-axes, carenotes/core/signin.py): a username from one
+# address is refused after SIGNIN_FAILURE_LIMIT failures, for SIGNIN_COOLOFF_MINUTES after
+# the latest attempt. Failures live in PostgreSQL (axes' database handler), so a Redis
+# restart does not lift a lockout and sign-in needs no Redis.
+INSTALLED_APPS = [*INSTALLED_APPS, "axes"]
+# Last, as axes asks: it turns a flagged sign-in into the lockout page.
+MIDDLEWARE = [*MIDDLEWARE, "axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "carenotes.core.signin.SignInLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("SIGNIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_MINUTES = env_int("SIGNIN_COOLOFF_MINUTES", 15)
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured(
+        "SIGNIN_FAILURE_LIMIT and SIGNIN_COOLOFF_MINUTES must be 1 or more, got "
+        f"{AXES_FAILURE_LIMIT} and {AXES_COOLOFF_MINUTES}"
+    )
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+# The pair: another user from the same address, and the same user elsewhere, still sign in.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "carenotes.core.client_address.client_address"
+AXES_LOCKOUT_CALLABLE = "carenotes.core.signin.lockout_response"
+# Attempts name users of every tenant: not for tenant admins' eyes (no admin pages), and
+# successful sign-ins are in the request log already (no second, unbounded table).
+AXES_ENABLE_ADMIN = False
+AXES_DISABLE_ACCESS_LOG = True
+# No "AXES: BEGIN" line from every process that starts.
+AXES_VERBOSE = False
 
 # --- Care notes -----------------------------------------------------------------------------
 # How far back a carer may date a note (care recorded after the fact, e.g. after a night shift).

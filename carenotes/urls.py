@@ -1,4 +1,5 @@
-"""URL configuration: health probes, the API, its documentation, the admin and the dashboard."""
+"""URL configuration: health probes, metrics, the API, its documentation, the admin and the
+dashboard."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -6,6 +7,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from carenotes.core.health import healthz, readyz
+from carenotes.core.metrics import METRICS_ROUTE, metrics_view
 from dashboard.urls import account_urlpatterns, api_urlpatterns
 
 # Where `/` leads, and with it the admin's "View site" link (its site_url is `/`; shown to
@@ -18,6 +20,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name=HOME_TARGET, permanent=False), name="home"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    # Prometheus, with the METRICS_TOKEN bearer token (404 while it is unset).
+    path("metrics", metrics_view, name=METRICS_ROUTE),
     path("api/", include("tenants.urls")),
     path("api/", include("stats.urls")),
     path("api/", include("carenotes.notes.api.urls")),

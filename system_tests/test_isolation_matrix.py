@@ -187,6 +187,8 @@ ROUTES: dict[str, list[Visit]] = {
     "home": [Visit("get", lambda w: "/", codes(*[FOUND] * 7))],
     "healthz": [Visit("get", lambda w: "/healthz", PUBLIC)],
     "readyz": [Visit("get", lambda w: "/readyz", PUBLIC)],
+    # Off while METRICS_TOKEN is unset (as here): the same 404 as a URL that does not exist.
+    "metrics": [Visit("get", lambda w: "/metrics", codes(*[NOT_FOUND] * 7))],
     # DRF views authenticate every request: a bad token is refused even where none is needed.
     "schema": [Visit("get", lambda w: "/api/schema/", codes(OK, UNAUTHORIZED, *[OK] * 5))],
     "swagger-ui": [Visit("get", lambda w: "/api/docs/", codes(OK, UNAUTHORIZED, *[OK] * 5))],

@@ -232,6 +232,11 @@ def serve(*, bind: str, pidfile: Path) -> None:
     """
     os.environ.update(environment())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carenotes.settings")
+    # prometheus_client picks its multiprocess mode when first imported, which django.setup()
+    # does below, before gunicorn's config could set the directory: set it first.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        (DATA_DIR / "prometheus").mkdir(parents=True, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(DATA_DIR / "prometheus")
     # This checkout's code, as `python manage.py` would import it (not whatever checkout the
     # venv's editable install points at).
     sys.path.insert(0, str(ROOT))
