@@ -360,12 +360,12 @@ def care_stats_range_get_cached(
 def _cached(
     *, tenant: TenantInfo, question: StatsQuestion, compute: Callable[[], dict]
 ) -> CachedStats:
-    result = _cached_answer(tenant=tenant, question=question, compute=compute)
+    result = _answer(tenant=tenant, question=question, compute=compute)
     CACHE_STATUS_COUNTERS[result.status].inc()
     return result
 
 
-def _cached_answer(
+def _answer(
     *, tenant: TenantInfo, question: StatsQuestion, compute: Callable[[], dict]
 ) -> CachedStats:
     if not settings.STATS_CACHE_ENABLED:
