@@ -4,10 +4,8 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import connection
-
 from carenotes.core.days import local_day_bounds
-from carenotes.core.db import prepared_cursor
+from carenotes.core.db import prepared_cursor, read_cursor
 from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Category
 from tenants.principal import TenantInfo
 
@@ -140,7 +138,7 @@ def care_stats_get(
         statements = (STATS_COUNTS_IN_FACILITIES_SQL, STATS_PATIENTS_IN_FACILITIES_SQL)
         scope = facility_ids
         params["facility_ids"] = list(facility_ids)
-        cursor = connection.cursor()
+        cursor = read_cursor()
     with cursor:
         cursor.execute(statements[0], params)
         counts = {
