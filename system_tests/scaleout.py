@@ -1,5 +1,6 @@
 """Real servers the scale-out tests start themselves: PostgreSQL primaries and streaming
-replicas, PgBouncer, HAProxy and gunicorn app nodes, each on a free loopback port.
+replicas, PgBouncer, and (through tools/cluster.py, what `make cluster` runs) gunicorn app
+nodes behind HAProxy, each on a free loopback port.
 
 Nothing here assumes this machine's layout: PostgreSQL's programs are found on PATH, through
 ``pg_config --bindir`` or in the embedded ``pgserver`` package; PgBouncer and HAProxy on
@@ -15,10 +16,8 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,12 +27,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tools.cluster import find_program
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 START_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 10.0
-# Debian installs daemons outside a normal user's PATH.
-SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 SERVICE_ACCOUNTS = ("postgres", "nobody")
 
 
@@ -46,8 +45,7 @@ def free_port() -> int:
 
 def executable(name: str, *, package: str) -> str:
     """Return the path of program ``name``, or skip the test naming the package to install."""
-    path = os.environ.get("PATH", "")
-    found = shutil.which(name, path=os.pathsep.join([path, *SBIN_DIRS]))
+    found = find_program(name)
     if found is None:
         pytest.skip(f"{name} is not installed: install the Debian package '{package}'")
     return found
@@ -317,7 +315,7 @@ def database_pointed_at(alias: str, **changes) -> Iterator[None]:
         settings_dict.update(saved)
 
 
-# --- gunicorn nodes and HAProxy ---------------------------------------------------------------
+# --- HTTP ------------------------------------------------------------------------------------
 
 
 def http_request(
@@ -337,107 +335,6 @@ def http_request(
         return response.status, {k.lower(): v for k, v in response.getheaders()}, raw
     finally:
         conn.close()
-
-
-@dataclass
-class AppNode:
-    """One gunicorn serving the app (gunicorn.conf.py) with the given environment."""
-
-    env: dict[str, str]
-    log_path: Path
-    port: int = field(default_factory=free_port)
-    workers: int = 2
-    process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "DJANGO_"))},
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECURE_SSL_REDIRECT": "0",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DJANGO_LOG_LEVEL": "WARNING",
-            "GUNICORN_WORKERS": str(self.workers),
-            "GUNICORN_THREADS": "2",
-            "GUNICORN_ACCESSLOG": "",
-            **self.env,
-        }
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "gunicorn"),
-                    *("--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"),
-                    "carenotes.wsgi",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: a kill takes the workers too
-            )
-        wait_until(self._ready, timeout=START_TIMEOUT, message=f"node did not start: {self._log()}")
-
-    def _log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def _ready(self) -> bool:
-        assert self.process.poll() is None, self._log()
-        try:
-            return http_request("GET", self.port, "/readyz")[0] == 200
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL the master and its workers at once: the node vanishes mid-request."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=START_TIMEOUT)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=START_TIMEOUT)
-
-
-@dataclass
-class HAProxy:
-    """HAProxy with deploy/haproxy/haproxy.cfg in front of two app nodes."""
-
-    nodes: list[int]
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        program = executable("haproxy", package="haproxy")
-        env = {
-            **os.environ,
-            "LB_BIND": f"127.0.0.1:{self.port}",
-            "LB_NODE1": f"127.0.0.1:{self.nodes[0]}",
-            "LB_NODE2": f"127.0.0.1:{self.nodes[1]}",
-        }
-        config = DEPLOY / "haproxy" / "haproxy.cfg"
-        subprocess.run([program, "-c", "-q", "-f", str(config)], env=env, check=True)
-        self.process = subprocess.Popen(
-            [program, "-db", "-f", str(config)], env=env, stdout=subprocess.DEVNULL
-        )
-        wait_until(
-            lambda: self.healthy_servers() == len(self.nodes),
-            timeout=START_TIMEOUT,
-            message="haproxy did not see its nodes healthy",
-        )
-
-    def healthy_servers(self) -> int:
-        try:
-            status, _, body = http_request("GET", self.port, "/lb-status;csv")
-        except OSError:
-            return 0
-        if status != 200:
-            return 0
-        rows = [line.split(",") for line in body.decode().splitlines() if line.startswith("app,")]
-        return sum(1 for row in rows if row[1] not in {"FRONTEND", "BACKEND"} and row[17] == "UP")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=START_TIMEOUT)
 
 
 @contextlib.contextmanager
