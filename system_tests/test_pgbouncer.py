@@ -24,7 +24,7 @@ from carenotes.notes.models import CareNote
 from stats.tests import conftest as stats_fixtures
 from stats.tests import test_views as stats_views
 from stats.tests.factories import CARE_STATS_URL, care_group_create, stats_query
-from system_tests.scaleout import PgBouncer, database_pointed_at
+from system_tests.scaleout import PgBouncer, database_pointed_at, skipped_when_missing
 from tenants.models import Facility
 from tenants.rls import APP_ROLE, TRANSACTION_POOLER, rls_system, rls_tenants
 from tenants.services import api_token_create
@@ -49,7 +49,8 @@ def pgbouncer(django_db_setup, django_db_blocker) -> Iterator[PgBouncer]:
     """A PgBouncer with one server connection in front of the test database."""
     with django_db_blocker.unblock():
         bouncer = PgBouncer.in_front_of(connection.settings_dict, pool_size=1)
-    bouncer.start()
+    with skipped_when_missing():
+        bouncer.start()
     try:
         yield bouncer
     finally:

@@ -10,7 +10,6 @@ system_tests/test_cluster.py drives the same classes.
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,20 +19,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.topology import find_program
+
 ROOT = Path(__file__).resolve().parent.parent
 HAPROXY_CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 START_TIMEOUT = 60.0
-# Debian installs HAProxy outside a normal user's PATH.
-SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 DEFAULT_LB_PORT = 8080
 DEFAULT_NODE_PORTS = (8101, 8102)
 DEFAULT_STATUS_PORT = 8404
-
-
-def find_program(name: str) -> str | None:
-    """Return the path of program ``name`` on PATH or in the sbin directories, else None."""
-    path = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
-    return shutil.which(name, path=path)
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
