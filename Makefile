@@ -147,3 +147,15 @@ haproxy:
 	@PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null || apt-get install -y -qq haproxy \
 	  || (apt-get update -qq && apt-get install -y -qq haproxy) \
 	  || { echo "make cluster needs HAProxy: install the 'haproxy' package"; exit 1; }
+
+# Scale-out benchmark: uncached stats and the notes list direct, with transaction-local scopes,
+# through PgBouncer and from a streaming replica, side by side (bench/scaleout.py; starts its
+# own throwaway primary, replica and PgBouncer). BENCH_SCALEOUT_ARGS=--help
+.PHONY: bench-scaleout pgbouncer
+bench-scaleout: install wrk pgbouncer
+	$(DEVENV) $(BIN)/python -m bench.scaleout $(BENCH_SCALEOUT_ARGS)
+
+pgbouncer:
+	@PATH="$$PATH:/usr/sbin" command -v pgbouncer >/dev/null || apt-get install -y -qq pgbouncer \
+	  || (apt-get update -qq && apt-get install -y -qq pgbouncer) \
+	  || { echo "this needs PgBouncer: install the 'pgbouncer' package"; exit 1; }

@@ -221,7 +221,7 @@ def _literal(value: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _local_scope_prefix(scope: DbScope) -> str:
+def local_scope_prefix(scope: DbScope) -> str:
     """Return LOCAL_SCOPE_SQL with the scope's values written in, as a statement prefix."""
     # The values are role names, digits and commas, and on/off; quoted all the same.
     return LOCAL_SCOPE_SQL.replace("%s", "{}").format(*map(_literal, scope.as_params())) + "; "
@@ -241,7 +241,7 @@ def scoped_execute_local(scope: DbScope, execute, sql, params, many, context):
     setattr(db, _APPLIED_ATTR, None)
     raw = context["cursor"].cursor
     if not many and isinstance(sql, str) and isinstance(raw, psycopg.ClientCursor):
-        result = execute(_local_scope_prefix(scope) + sql, params, many, context)
+        result = execute(local_scope_prefix(scope) + sql, params, many, context)
         raw.nextset()
         return result
     # Errors of a pipelined statement surface when the pipeline syncs, outside Django's
