@@ -24,7 +24,7 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.db import connection, connections, router, transaction
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -43,7 +43,7 @@ from system_tests.scaleout import (
 )
 from tenants.rls import APP_ROLE, NO_TENANTS, db_scope, rls_system, rls_tenants
 from tenants.services import api_token_create
-from tenants.tests.factories import MembershipFactory
+from tenants.tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.slow
 
@@ -244,6 +244,21 @@ def test_reads_of_listed_views_are_served_by_the_replica_and_writes_by_the_prima
         me = carer.get("/api/me/")  # not a listed view
     assert me.status_code == HTTPStatus.OK
     assert {alias for alias, _ in seen} == {PRIMARY}
+
+
+@REPLICATED
+def test_the_notes_admin_changelist_is_served_by_the_replica(topology):
+    group = _today_group()
+    admin = Client()
+    admin.force_login(UserFactory(is_superuser=True, is_staff=True))  # the session: primary
+    topology.wait_for_replay()
+    with statements_by_alias() as seen:
+        response = admin.get("/admin/carenotes/carenote/")
+    assert response.status_code == HTTPStatus.OK
+    for note_id in CareNote.objects.filter(tenant=group.tenant).values_list("id", flat=True):
+        assert f"/admin/carenotes/carenote/{note_id}/change/" in response.text
+    assert _answered_by(seen, 'FROM "carenotes_carenote"') == {REPLICA}
+    assert _answered_by(seen, 'FROM "django_session"') == {REPLICA}
 
 
 @REPLICATED
