@@ -6,8 +6,9 @@ It starts its own topology on free loopback ports (tools/topology.py): a throwaw
 (``pool_mode = transaction``) in front of the primary; then one gunicorn node per setup:
 
 - ``direct``: the app's default (session-level RLS scope, prepared stats statements);
-- ``direct, transaction-local``: DATABASE_POOLER=transaction on the same direct connection,
-  so every statement carries its scope (the pooler mode's own cost, nothing else changed);
+- ``direct, prepared statements off``: what the pooler mode turns off, alone;
+- ``direct, transaction-local``: DATABASE_POOLER=transaction on the same direct connection
+  (prepared statements off, every statement carries its scope): the pooler mode's own cost;
 - ``PgBouncer``: through the pooler (DATABASE_POOLER=transaction, prepared statements off);
 - ``replica``: DATABASE_REPLICA_URLS=the replica, reads served there with read-your-writes.
 
@@ -77,17 +78,19 @@ STATEMENT_CALLS = 400
 
 
 def statement_costs(url: str, *, tenant_id: int, rounds: int) -> dict[str, float]:
-    """Return the median µs per scoped statement, three ways, over ``rounds`` rounds.
+    """Return the median µs per scoped statement, four ways, over ``rounds`` rounds.
 
     - ``scope in force``: the direct fast path when the scope is already on the connection;
     - ``scope in front``: transaction-local, written in front of the statement (one message);
+    - ``scope pipelined``: transaction-local, pipelined ahead of a server-bound statement;
     - ``scope, then statement``: two round trips (the direct path when the scope changes).
     """
-    from tenants.rls import SCOPE_SQL, local_scope_prefix, tenants_scope
+    from tenants.rls import LOCAL_SCOPE_SQL, SCOPE_SQL, local_scope_prefix, tenants_scope
 
     scope = tenants_scope([tenant_id])
     with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
         cursor = conn.cursor()
+        server_bound = psycopg.Cursor(conn)
 
         def in_force() -> None:
             cursor.execute(STATEMENT_SQL, [tenant_id])
@@ -96,13 +99,19 @@ def statement_costs(url: str, *, tenant_id: int, rounds: int) -> dict[str, float
             cursor.execute(local_scope_prefix(scope) + STATEMENT_SQL, [tenant_id])
             cursor.nextset()
 
+        def pipelined() -> None:
+            with conn.pipeline():
+                conn.cursor().execute(LOCAL_SCOPE_SQL, scope.as_params())
+                server_bound.execute(STATEMENT_SQL, [tenant_id])
+            server_bound.fetchall()
+
         def two_trips() -> None:
             cursor.execute(SCOPE_SQL, scope.as_params())
             cursor.execute(STATEMENT_SQL, [tenant_id])
 
         cursor.execute(SCOPE_SQL, scope.as_params())
         ways = {"scope in force": in_force, "scope in front": in_front}
-        ways["scope, then statement"] = two_trips
+        ways.update({"scope pipelined": pipelined, "scope, then statement": two_trips})
         samples: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(rounds):
             for name, call in ways.items():
@@ -165,12 +174,12 @@ def run(*, notes: int, rounds: int, seconds: float, connections: int) -> dict:
         setups = [
             Setup("direct", {"DATABASE_URL": direct_url}),
             Setup(
+                "direct, prepared statements off",
+                {"DATABASE_URL": direct_url, "DATABASE_PREPARED_STATEMENTS": "0"},
+            ),
+            Setup(
                 "direct, transaction-local scopes",
-                {
-                    "DATABASE_URL": direct_url,
-                    "DATABASE_POOLER": "transaction",
-                    "DATABASE_PREPARED_STATEMENTS": "1",
-                },
+                {"DATABASE_URL": direct_url, "DATABASE_POOLER": "transaction"},
             ),
             Setup(
                 "PgBouncer (transaction pooling)",

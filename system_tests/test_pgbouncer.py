@@ -255,7 +255,7 @@ def test_a_request_that_fails_mid_transaction_leaves_nothing_behind(monkeypatch)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_statements_run_as_the_app_role_and_schema_work_as_the_login_user():
+def test_statements_run_as_the_app_role_and_vacuum_runs_unscoped():
     group = care_group_create()
     with rls_tenants([group.tenant.pk]):
         assert _rows("SELECT current_user") == [(APP_ROLE,)]
