@@ -10,10 +10,18 @@ DEVENV := $(BIN)/python tools/devenv.py exec --
 MANAGE := $(DEVENV) $(BIN)/python manage.py
 PORT ?= 8000
 HOST ?= 127.0.0.1
+# tools/devenv.py keeps its servers, secret key and `make run`'s pidfile here.
+DATA_DIR := $(or $(CARENOTES_DATA_DIR),.data)
+RUN_PIDFILE := $(DATA_DIR)/gunicorn.pid
+# collectstatic's manifest stands for the collected files: they are collected again only when
+# it is missing or older than a static source or the installed packages ($(STAMP)).
+STATIC_ROOT := $(or $(DJANGO_STATIC_ROOT),.data/staticfiles)
+STATIC_MANIFEST := $(STATIC_ROOT)/staticfiles.json
+STATIC_SOURCES := $(shell find carenotes tenants stats -path '*/static/*' -type f 2>/dev/null)
 
 export DJANGO_SETTINGS_MODULE := carenotes.settings
 
-.PHONY: install run serve migrate test lint format stop clean
+.PHONY: install run serve migrate static manage test lint format stop clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,11 +38,26 @@ migrate: install
 run serve: export DJANGO_SECURE_SSL_REDIRECT ?= 0
 run serve: export DJANGO_SECURE_COOKIES ?= 0
 run serve: export DJANGO_HSTS_SECONDS ?= 0
-run: migrate
+# devenv.py serve: migrate, seed_notes --if-empty, demo_credentials and gunicorn
+# (gunicorn.conf.py, app preloaded) in one process, so Django starts once and a warm start
+# answers /healthz in seconds; the pidfile lets `make stop` stop it.
+serve: run
+run: static
+	$(BIN)/python tools/devenv.py serve --bind $(HOST):$(PORT) --pid $(RUN_PIDFILE)
+
+$(STATIC_MANIFEST): $(STAMP) $(STATIC_SOURCES)
 	$(MANAGE) collectstatic --noinput --verbosity 0
-	$(MANAGE) seed_notes --if-empty --quiet
-	$(MANAGE) demo_credentials --base-url http://$(HOST):$(PORT)
-	$(DEVENV) $(BIN)/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) carenotes.wsgi
+
+static: install $(STATIC_MANIFEST)
+
+# Any manage.py command with the environment `make run` uses: make manage ARGS="seed_notes --help"
+manage: install
+	$(MANAGE) $(ARGS)
+
+# .env for docker compose: .env.example with a fresh DJANGO_SECRET_KEY and POSTGRES_PASSWORD.
+# Never overwrites an existing .env.
+.env:
+	$(PYTHON) tools/devenv.py dotenv --example .env.example --output $@
 
 test: export CACHE_KEY_PREFIX ?= test
 test: lint
@@ -50,8 +73,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Stops `make run`'s gunicorn (its pidfile), then the embedded servers.
 stop:
-	@test -x $(BIN)/python && $(BIN)/python tools/devenv.py stop || true
+	@if test -x $(BIN)/python; then $(BIN)/python tools/devenv.py stop; fi
 
 clean: stop
 	rm -rf .data reports
@@ -84,16 +108,17 @@ bench-seed: migrate
 # --- Load runs (locust) -----------------------------------------------------------------------
 # `make load` serves the app with gunicorn.conf.py (unless LOAD_HOST already answers), seeds
 # the demo tenants when .data/demo-credentials.json is missing, runs locust headless and
-# writes reports/load-<PROFILE>{.html,_stats.csv,-summary.json,-server.log}. It exits non-zero
-# when a request failed or p95 exceeded LOAD_MAX_P95_MS (the mixed run's target is
-# correctness: no failure, and stats read after each POST include the note; its p95 bound is
-# only a guard).
+# writes reports/load-<PROFILE>{.html,_stats.csv,-summary.json,-server.log}. It exits 1 when
+# a target is missed, and its last lines name each target with the measured value and bound
+# (README "Load runs"): no failed request, p95 <= LOAD_MAX_P95_MS (25 ms seed, 1000 ms mixed),
+# seed only: req/s >= LOAD_MIN_THROUGHPUT_RATIO (0.85) x what the users offer. Empty = default.
 LOAD_STAMP := $(VENV)/.installed-load
 PROFILE ?= seed
 USERS ?= $(if $(filter mixed,$(PROFILE)),200,50)
 SPAWN_RATE ?= $(if $(filter mixed,$(PROFILE)),20,50)
 RUN_TIME ?= $(if $(filter mixed,$(PROFILE)),2m,60s)
-LOAD_MAX_P95_MS ?= $(if $(filter mixed,$(PROFILE)),1000,25)
+LOAD_MAX_P95_MS ?=
+LOAD_MIN_THROUGHPUT_RATIO ?=
 LOAD_PROCESSES ?= 1
 LOAD_HOST ?= http://$(HOST):$(PORT)
 
@@ -108,11 +133,11 @@ load-install: $(LOAD_STAMP)
 load: export DJANGO_SECURE_SSL_REDIRECT ?= 0
 load: export DJANGO_SECURE_COOKIES ?= 0
 load: export DJANGO_HSTS_SECONDS ?= 0
-load: migrate load-install
-	$(MANAGE) collectstatic --noinput --verbosity 0
+load: migrate static load-install
 	$(DEVENV) $(BIN)/python tools/loadrun.py --host $(LOAD_HOST) --profile $(PROFILE) \
 		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) \
-		--max-p95-ms $(LOAD_MAX_P95_MS) --processes $(LOAD_PROCESSES)
+		--processes $(LOAD_PROCESSES) $(if $(LOAD_MAX_P95_MS),--max-p95-ms $(LOAD_MAX_P95_MS)) \
+		$(if $(LOAD_MIN_THROUGHPUT_RATIO),--min-throughput-ratio $(LOAD_MIN_THROUGHPUT_RATIO))
 
 # Throttle cost: DRF's ScopedRateThrottle vs the Redis fixed window (bench/throttle.py).
 .PHONY: bench-throttle

@@ -1,51 +1,41 @@
 """Django settings for carenotes, read from the environment in one place (12-factor)."""
 
-import os
-import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from carenotes.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_match,
+    env_required,
+    env_str,
+)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-TRUE_VALUES = {"1", "true", "yes", "on"}
 INSECURE_SECRET_PREFIX = "django-insecure-"
 MIN_SECRET_KEY_LENGTH = 50
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    """Return the boolean value of environment variable ``name``."""
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in TRUE_VALUES
-
-
-def env_int(name: str, default: int) -> int:
-    """Return the integer value of environment variable ``name``."""
-    value = os.environ.get(name, "")
-    if value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    """Return the comma-separated environment variable ``name`` as a list."""
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+# How a shell gets the variables `make run` uses (its embedded servers and secret key).
+MAKE_RUN_ENV_HINT = (
+    'For the servers `make run` uses, run `eval "$(.venv/bin/python tools/devenv.py env)"` '
+    'first, or use `make manage ARGS="..."`.'
+)
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY is not set. Set it to 50+ random characters, or set "
-            "DJANGO_DEBUG=1 (development) to use an insecure development key."
+            f"DJANGO_DEBUG=1 (development) to use an insecure development key. {MAKE_RUN_ENV_HINT}"
         )
     SECRET_KEY = INSECURE_SECRET_PREFIX + "development-only-key-never-use-in-production-0123456789"
 elif not DEBUG and (
@@ -117,12 +107,10 @@ TEMPLATES = [
 ]
 
 # --- PostgreSQL -----------------------------------------------------------------------------
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-if not DATABASE_URL:
-    raise ImproperlyConfigured(
-        "DATABASE_URL is not set. Use `make run` / `make test` (they start an embedded "
-        "PostgreSQL under .data/), or set DATABASE_URL=postgres://user:pass@host:5432/dbname."
-    )
+DATABASE_URL = env_required(
+    "DATABASE_URL",
+    how="Set DATABASE_URL=postgres://user:pass@host:5432/dbname. " + MAKE_RUN_ENV_HINT,
+)
 DATABASE_POOL = env_bool("DATABASE_POOL", False)
 DATABASES = {
     "default": dj_database_url.parse(
@@ -143,12 +131,7 @@ if DATABASE_POOL:
 # in the session: row-level-security scopes are sent with every statement, transaction-local
 # (tenants/rls.py), and server-side cursors (DECLARE ... WITH HOLD) are off.
 DATABASE_POOLERS = ("", "session", "transaction")
-DATABASE_POOLER = os.environ.get("DATABASE_POOLER", "").strip().lower()
-if DATABASE_POOLER not in DATABASE_POOLERS:
-    raise ImproperlyConfigured(
-        f"DATABASE_POOLER must be one of {DATABASE_POOLERS[1:]} or empty (a direct "
-        f"connection), got {DATABASE_POOLER!r}"
-    )
+DATABASE_POOLER = env_choice("DATABASE_POOLER", "", choices=DATABASE_POOLERS)
 BEHIND_TRANSACTION_POOLER = DATABASE_POOLER == "transaction"
 # Prepared statements for the hot, fixed SQL sent through carenotes.core.db.prepared_cursor (the
 # stats selector). Django disables them for transaction-mode poolers; they default to off
@@ -170,7 +153,7 @@ def _database_options(database: dict, *, connect_timeout: int) -> dict:
 
 
 _database_options(DATABASES["default"], connect_timeout=env_int("DATABASE_CONNECT_TIMEOUT", 5))
-DATABASES["default"]["TEST"] = {"NAME": os.environ.get("DATABASE_TEST_NAME") or None}
+DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME") or None}
 
 # Read replicas (streaming standbys of the primary), comma-separated URLs; none by default.
 # Listed views' GET reads go to a replica that has replayed the reader's tenants' last writes
@@ -189,24 +172,26 @@ for _alias, _url in zip(DATABASE_REPLICAS, DATABASE_REPLICA_URLS, strict=True):
     # Test runs make no database for it: reads of the test database stay on the primary.
     DATABASES[_alias]["TEST"] = {"MIRROR": "default"}
 # The views whose GET/HEAD reads may be answered by a replica (URL names, fnmatch patterns).
-DATABASE_REPLICA_READ_VIEWS = ["care-stats", "note-list", "note-detail", "admin:*_changelist"]
+DATABASE_REPLICA_READ_VIEWS = [
+    "care-stats",
+    "note-list",
+    "note-detail",
+    "resident-list",
+    "resident-detail",
+    "admin:*_changelist",
+]
 DATABASE_ROUTERS = ["carenotes.core.routers.ReplicaRouter"] if DATABASE_REPLICAS else []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis ----------------------------------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
-if not REDIS_URL:
-    raise ImproperlyConfigured(
-        "REDIS_URL is not set. Use `make run` / `make test` (they start an embedded Redis "
-        "under .data/), or set REDIS_URL=redis://host:6379/0."
-    )
+REDIS_URL = env_required("REDIS_URL", how="Set REDIS_URL=redis://host:6379/0. " + MAKE_RUN_ENV_HINT)
 # Short timeouts: a dead Redis must cost milliseconds, not a hung request.
-REDIS_SOCKET_TIMEOUT = float(os.environ.get("REDIS_SOCKET_TIMEOUT", "0.25"))
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.25)
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "cn"),
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "cn"),
         "OPTIONS": {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
@@ -249,24 +234,35 @@ REST_FRAMEWORK = {
 # --- Throttling (requests per user and scope; "<count>/<s|m|h|d>", "off" disables a scope) --
 # Defaults sit well above the load profiles (docs/SECURITY.md, "Throttling"): the seed
 # profile shares five manager tokens among 50 users, ~180 stats req/s per token on average.
-THROTTLE_RATE_DEFAULTS = {
-    "stats": "60000/m",
-    "notes_read": "3000/m",
-    "notes_write": "2400/m",
-    "me": "3000/m",
+THROTTLE_RATE_OFF = "off"
+THROTTLE_RATE_PATTERN = rf"[1-9][0-9]*/[smhd]|{THROTTLE_RATE_OFF}"
+THROTTLE_RATE_EXPECTED = "like 600/m (count per s, m, h or d) or be off"
+_THROTTLE_RATES_CONFIGURED = {
+    "stats": env_match(
+        "THROTTLE_RATE_STATS",
+        "60000/m",
+        pattern=THROTTLE_RATE_PATTERN,
+        expected=THROTTLE_RATE_EXPECTED,
+    ),
+    "notes_read": env_match(
+        "THROTTLE_RATE_NOTES_READ",
+        "3000/m",
+        pattern=THROTTLE_RATE_PATTERN,
+        expected=THROTTLE_RATE_EXPECTED,
+    ),
+    "notes_write": env_match(
+        "THROTTLE_RATE_NOTES_WRITE",
+        "2400/m",
+        pattern=THROTTLE_RATE_PATTERN,
+        expected=THROTTLE_RATE_EXPECTED,
+    ),
+    "me": env_match(
+        "THROTTLE_RATE_ME", "3000/m", pattern=THROTTLE_RATE_PATTERN, expected=THROTTLE_RATE_EXPECTED
+    ),
 }
-THROTTLE_RATE_PATTERN = r"^[1-9][0-9]*/[smhd]$"
-THROTTLE_RATES = {}
-for _scope, _default in THROTTLE_RATE_DEFAULTS.items():
-    _env_name = f"THROTTLE_RATE_{_scope.upper()}"
-    _rate = os.environ.get(_env_name, "") or _default
-    if _rate == "off":
-        continue
-    if not re.fullmatch(THROTTLE_RATE_PATTERN, _rate):
-        raise ImproperlyConfigured(
-            f"{_env_name} must look like 600/m (count per s, m, h or d) or be off, got {_rate!r}"
-        )
-    THROTTLE_RATES[_scope] = _rate
+THROTTLE_RATES = {
+    scope: rate for scope, rate in _THROTTLE_RATES_CONFIGURED.items() if rate != THROTTLE_RATE_OFF
+}
 
 # --- Request limits (carenotes/core/limits.py answers 413 / 400 before any view runs) -----------
 # The largest API body is a note: 10,000 characters, at most ~120 KB as JSON escapes.
@@ -299,7 +295,7 @@ USE_TZ = True
 
 # --- Static files (whitenoise) --------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / ".data" / "staticfiles"))
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or BASE_DIR / ".data" / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -311,7 +307,7 @@ STORAGES = {
 
 # --- Security (HTTPS is terminated by a proxy in production) --------------------------------
 SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY") else None
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None
 )
 # Production-safe by default when DEBUG is off; `make run` (plain HTTP on loopback) turns
 # these off explicitly through the environment.
@@ -328,11 +324,7 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_FORMATS = ("json", "text")
-LOG_FORMAT = os.environ.get("DJANGO_LOG_FORMAT", "json")
-if LOG_FORMAT not in LOG_FORMATS:
-    raise ImproperlyConfigured(
-        f"DJANGO_LOG_FORMAT must be one of {LOG_FORMATS}, got {LOG_FORMAT!r}"
-    )
+LOG_FORMAT = env_choice("DJANGO_LOG_FORMAT", "json", choices=LOG_FORMATS)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -347,8 +339,70 @@ LOGGING = {
             "formatter": LOG_FORMAT,
         }
     },
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
 }
+
+# --- Metrics (carenotes/core/metrics.py; docs/OPERATIONS.md) ------------------------------
+# The bearer token Prometheus sends to /metrics. Unset (the default): /metrics answers 404.
+METRICS_TOKEN_MIN_LENGTH = 32
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if METRICS_TOKEN and len(METRICS_TOKEN) < METRICS_TOKEN_MIN_LENGTH:
+    raise ImproperlyConfigured(
+        f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} random characters, e.g. "
+        'python3 -c "import secrets; print(secrets.token_urlsafe(32))"; unset, /metrics is off.'
+    )
+# Scraped over plain HTTP inside the private network, like the probes.
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]
+
+# --- Per-address limits: token guessing, sign-in lockout (docs/SECURITY.md) -----------------
+# Proxies in front that append to X-Forwarded-For; 0 means the caller is REMOTE_ADDR
+# (carenotes/core/client_address.py). Behind the TLS proxy, 1 unless said otherwise.
+TRUSTED_PROXY_COUNT = env_int("DJANGO_TRUSTED_PROXY_COUNT", 1 if SECURE_PROXY_SSL_HEADER else 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(
+        f"DJANGO_TRUSTED_PROXY_COUNT must be 0 or more, got {TRUSTED_PROXY_COUNT}"
+    )
+# Failed API token lookups per address and window (carenotes/core/auth_throttle.py); "off"
+# disables the limit.
+AUTH_FAILURE_THROTTLE_RATE = env_match(
+    "THROTTLE_RATE_AUTH_FAILURES",
+    "30/m",
+    pattern=THROTTLE_RATE_PATTERN,
+    expected=THROTTLE_RATE_EXPECTED,
+)
+if AUTH_FAILURE_THROTTLE_RATE == THROTTLE_RATE_OFF:
+    AUTH_FAILURE_THROTTLE_RATE = None
+# Session sign-in lockout (django-axes, carenotes/core/signin.py): a username from one
+# address is refused after SIGNIN_FAILURE_LIMIT failures, for SIGNIN_COOLOFF_MINUTES after
+# the latest attempt. Failures live in PostgreSQL (axes' database handler), so a Redis
+# restart does not lift a lockout and sign-in needs no Redis.
+INSTALLED_APPS = [*INSTALLED_APPS, "axes"]
+# Last, as axes asks: it turns a flagged sign-in into the lockout page.
+MIDDLEWARE = [*MIDDLEWARE, "axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "carenotes.core.signin.SignInLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("SIGNIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_MINUTES = env_int("SIGNIN_COOLOFF_MINUTES", 15)
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured(
+        "SIGNIN_FAILURE_LIMIT and SIGNIN_COOLOFF_MINUTES must be 1 or more, got "
+        f"{AXES_FAILURE_LIMIT} and {AXES_COOLOFF_MINUTES}"
+    )
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+# The pair: another user from the same address, and the same user elsewhere, still sign in.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "carenotes.core.client_address.client_address"
+AXES_LOCKOUT_CALLABLE = "carenotes.core.signin.lockout_response"
+# Attempts name users of every tenant: not for tenant admins' eyes (no admin pages), and
+# successful sign-ins are in the request log already (no second, unbounded table).
+AXES_ENABLE_ADMIN = False
+AXES_DISABLE_ACCESS_LOG = True
+# No "AXES: BEGIN" line from every process that starts.
+AXES_VERBOSE = False
 
 # --- Care notes -----------------------------------------------------------------------------
 # How far back a carer may date a note (care recorded after the fact, e.g. after a night shift).

@@ -33,6 +33,15 @@ from django_redis import get_redis_connection
 
 from carenotes.core.cache import CACHE_ERRORS
 from carenotes.core.days import local_today
+from carenotes.core.metrics import (
+    BACKEND_REDIS,
+    HERD_WAIT_COMPUTED,
+    HERD_WAIT_SERVED,
+    SITE_STATS_CACHE,
+    STATS_CACHE_REQUESTS,
+    STATS_HERD_WAITS,
+    backend_error,
+)
 from stats.selectors import CareStats, care_stats_get
 from stats.services import care_stats_generation_key, care_stats_version_key
 from tenants.principal import TenantInfo
@@ -62,6 +71,12 @@ class CacheStatus(StrEnum):
     HIT = "HIT"
     MISS = "MISS"
     BYPASS = "BYPASS"
+
+
+# The answers counted by where they came from (the warm-hit path counts its HITs here too).
+CACHE_STATUS_COUNTERS = {
+    status: STATS_CACHE_REQUESTS.labels(status.value) for status in CacheStatus
+}
 
 
 @dataclass(frozen=True)
@@ -222,7 +237,20 @@ def care_stats_get_cached(
     ``facility_ids``: the sorted, validated scope the request named; None for every facility
     of the tenant.
     """
+    result = _care_stats_answer(
+        tenant=tenant, day=day, facility_ids=facility_ids, serialize=serialize
+    )
+    CACHE_STATUS_COUNTERS[result.status].inc()
+    return result
 
+
+def _care_stats_answer(
+    *,
+    tenant: TenantInfo,
+    day: date,
+    facility_ids: tuple[int, ...] | None,
+    serialize: Callable[[CareStats], dict],
+) -> CachedStats:
     def compute() -> dict:
         return serialize(care_stats_get(tenant=tenant, day=day, facility_ids=facility_ids))
 
@@ -246,13 +274,16 @@ def care_stats_get_cached(
         else:
             arrived = stats_cache.wait()
             if arrived is not None:
+                STATS_HERD_WAITS.labels(HERD_WAIT_SERVED).inc()
                 return CachedStats(arrived.data, CacheStatus.HIT, stats_cache.seconds)
+            STATS_HERD_WAITS.labels(HERD_WAIT_COMPUTED).inc()
             # The holder gave up or is slow: compute, stamped with what is current now.
             found = stats_cache.lookup()
         data = compute()
         stats_cache.store(stamp=found.stamp, data=data)
         return CachedStats(data, CacheStatus.MISS, stats_cache.seconds)
     except CACHE_ERRORS as exc:
+        backend_error(backend=BACKEND_REDIS, site=SITE_STATS_CACHE)
         logger.warning("stats cache unavailable, answering from PostgreSQL: %s", exc)
         if data is None:
             data = compute()

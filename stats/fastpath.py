@@ -42,6 +42,7 @@ from rest_framework import serializers
 
 from carenotes.core.cache import CACHE_ERRORS, COUNTER_INCR_LUA
 from carenotes.core.days import local_today
+from carenotes.core.metrics import BACKEND_REDIS, SITE_WARM_HIT, backend_error
 from carenotes.core.observability import request_user_tag
 from carenotes.core.params import (
     TENANT_PARAM,
@@ -51,7 +52,13 @@ from carenotes.core.params import (
 )
 from carenotes.core.request_state import ThrottleCount, request_state
 from carenotes.core.throttling import throttle_window
-from stats.cache import CacheStatus, care_stats_entry_body, care_stats_keys, care_stats_stamp
+from stats.cache import (
+    CACHE_STATUS_COUNTERS,
+    CacheStatus,
+    care_stats_entry_body,
+    care_stats_keys,
+    care_stats_stamp,
+)
 from tenants.principal import Principal, TenantInfo
 from tenants.selectors import principal_token_cache_key, tenant_info_cache_key
 from tenants.tokens import TokenHeaderError, token_digest, token_key_parse, token_users
@@ -61,6 +68,8 @@ SCOPE_STATS = "stats"
 # Accept headers DRF answers with its JSON renderer; anything else (a browser's text/html
 # for the browsable API, odd media types) is negotiated by DRF.
 JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
+# Warm hits are counted as HITs like the full path's; bound once, an increment per hit.
+_HIT_COUNTER = CACHE_STATUS_COUNTERS[CacheStatus.HIT]
 
 # KEYS: principal, throttle counter ('' for none), then the keys to MGET; ARGV: the
 # counter's lifetime. One command instead of a pipeline.
@@ -139,6 +148,7 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
                 care_stats_keys(tenant_id=tenant_id, day=day, facility_ids=facility_ids)
             )
     except CACHE_ERRORS:
+        backend_error(backend=BACKEND_REDIS, site=SITE_WARM_HIT)
         return None  # the full path degrades as documented (BYPASS, fail-open throttle)
     cache_seconds = time.perf_counter() - started
 
@@ -163,6 +173,7 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
         return None
 
     request_user_tag(request, principal.user_id)
+    _HIT_COUNTER.inc()
     response = HttpResponse(body, content_type="application/json")
     response["X-Cache"] = CacheStatus.HIT.value
     response["Server-Timing"] = f"db;dur=0.00, cache;dur={cache_seconds * 1000:.2f}"

@@ -23,26 +23,17 @@ from carenotes.core.params import (
     BIGINT_MAX,
     STATS_DATE_MIN,
     STATS_MAX_FACILITY_IDS,
+    PositiveIdField,
     one_year_after,
     parse_facility_ids,
     parse_iso_date,
-    parse_positive_id,
+    query_param_errors,
 )
 from carenotes.notes.models import Category
 from stats.cache import CacheStatus, care_stats_get_cached
 from stats.fastpath import SCOPE_STATS, care_stats_warm_hit
 from stats.selectors import PRIORITY_KEYS, CareStats
 from tenants.selectors import tenant_get_for_request
-
-# DRF's own ?format=json|api switch (browsable API) is accepted besides the documented ones.
-FORMAT_PARAM = "format"
-
-
-class PositiveIdField(serializers.Field):
-    """A positive bigint id written as plain ASCII digits."""
-
-    def to_internal_value(self, data) -> int:
-        return parse_positive_id(str(data))
 
 
 class FacilityIdsField(serializers.Field):
@@ -57,18 +48,6 @@ class IsoDateField(serializers.Field):
 
     def to_internal_value(self, data) -> date:
         return parse_iso_date(str(data))
-
-
-def query_param_errors(params: QueryDict, *, allowed: set[str]) -> dict[str, list[str]]:
-    """Return an error per unknown or repeated query parameter."""
-    errors = {}
-    for name, values in params.lists():
-        if name not in allowed:
-            known = ", ".join(sorted(allowed - {FORMAT_PARAM}))
-            errors[name] = [f"Unknown query parameter; the parameters are {known}."]
-        elif len(values) > 1:
-            errors[name] = ["Give this parameter once."]
-    return errors
 
 
 class _FixedCountsSerializer(serializers.Serializer):
@@ -133,7 +112,8 @@ class CareStatsView(APIView):
     """One tenant's care notes of one local day, counted; served from Redis when fresh.
 
     Order of checks, so that a caller outside the tenant learns nothing: credentials (401),
-    a well-formed ``tenant_id`` (400), membership (404 — the same for a tenant that does not
+    a repeated parameter (400, with the unknown ones: names only, whatever the values), a
+    well-formed ``tenant_id`` (400), membership (404 — the same for a tenant that does not
     exist), then every other parameter (400), then the work.
     """
 
@@ -147,7 +127,7 @@ class CareStatsView(APIView):
         date = IsoDateField(required=False)
 
         def to_internal_value(self, data: QueryDict) -> dict:
-            errors = query_param_errors(data, allowed=set(self.fields) | {FORMAT_PARAM})
+            errors = query_param_errors(data, known=set(self.fields), reject_blank=False)
             try:
                 values = super().to_internal_value(data.dict())
             except serializers.ValidationError as exc:
@@ -277,6 +257,13 @@ class CareStatsView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
+        # Before the tenant is chosen: ``.dict()`` keeps the last of repeated values, so
+        # which one was checked for membership would depend on their order.
+        if any(len(values) > 1 for _, values in request.query_params.lists()):
+            known = set(self.InputSerializer().fields)
+            raise serializers.ValidationError(
+                query_param_errors(request.query_params, known=known, reject_blank=False)
+            )
         tenant_params = self.TenantSerializer(data=request.query_params.dict())
         tenant_params.is_valid(raise_exception=True)
         tenant = tenant_get_for_request(

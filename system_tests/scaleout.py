@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tools.topology import (  # noqa: F401  (re-exported for the tests)
+    ROOT,
     START_TIMEOUT,
     MissingProgram,
     PgBouncer,

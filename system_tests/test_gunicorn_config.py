@@ -65,6 +65,33 @@ def test_every_setting_follows_its_environment_variable(monkeypatch):
     assert config["accesslog"] == "-"
 
 
+def test_empty_variables_take_the_defaults(monkeypatch):
+    # What docker compose passes for `GUNICORN_WORKER_CLASS: ${GUNICORN_WORKER_CLASS:-}`.
+    config = _config(
+        monkeypatch, GUNICORN_WORKER_CLASS="", GUNICORN_WORKERS="", GUNICORN_THREADS=""
+    )
+    assert (config["worker_class"], config["workers"], config["threads"]) == (
+        config["DEFAULT_WORKER_CLASS"],
+        config["DEFAULT_WORKERS"],
+        config["DEFAULT_THREADS"],
+    )
+
+
+def test_a_malformed_variable_stops_gunicorn_with_one_line_naming_it():
+    result = subprocess.run(
+        [Path(sys.executable).parent / "gunicorn", "--config", str(CONFIG), "--check-config"],
+        cwd=ROOT,
+        env={**os.environ, "GUNICORN_WORKERS": "many"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "gunicorn.conf.py: GUNICORN_WORKERS must be an integer, got 'many'"
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_post_fork_closes_inherited_database_connections(monkeypatch):
     connection.ensure_connection()

@@ -174,8 +174,12 @@ def _note_body(world: World) -> dict:
 
 # Routes outside the model admins, by name (or pattern when unnamed).
 ROUTES: dict[str, list[Visit]] = {
+    # `/` (and the admin's "View site") redirects to the API documentation, for everyone.
+    "home": [Visit("get", lambda w: "/", codes(*[FOUND] * 7))],
     "healthz": [Visit("get", lambda w: "/healthz", PUBLIC)],
     "readyz": [Visit("get", lambda w: "/readyz", PUBLIC)],
+    # Off while METRICS_TOKEN is unset (as here): the same 404 as a URL that does not exist.
+    "metrics": [Visit("get", lambda w: "/metrics", codes(*[NOT_FOUND] * 7))],
     # DRF views authenticate every request: a bad token is refused even where none is needed.
     "schema": [Visit("get", lambda w: "/api/schema/", codes(OK, UNAUTHORIZED, *[OK] * 5))],
     "swagger-ui": [Visit("get", lambda w: "/api/docs/", codes(OK, UNAUTHORIZED, *[OK] * 5))],
@@ -196,6 +200,19 @@ ROUTES: dict[str, list[Visit]] = {
             codes(UNAUTHORIZED, UNAUTHORIZED, CREATED, CREATED, CREATED, NOT_FOUND, FORBIDDEN),
             body=_note_body,
         ),
+    ],
+    "resident-list": [
+        Visit("get", lambda w: f"/api/residents/?tenant_id={w.a.tenant.pk}", A_MEMBERS_API),
+        Visit(
+            "get",
+            lambda w: (
+                f"/api/residents/?tenant_id={w.a.tenant.pk}&reference={w.a.patient.reference}"
+            ),
+            A_MEMBERS_API,
+        ),
+    ],
+    "resident-detail": [
+        Visit("get", lambda w: f"/api/residents/{w.a.patient.pk}/", A_MEMBERS_API),
     ],
     "note-detail": [
         Visit("get", lambda w: f"/api/notes/{w.a.notes[0].pk}/", A_MEMBERS_API),
@@ -373,6 +390,8 @@ def _ids_in(data, found: dict[str, set[int]] | None = None) -> dict[str, set[int
                 found["facility"].update(int(facility_id) for facility_id in value)
             elif key == "id" and "category" in data:
                 found["note"].add(value)
+            elif key == "id" and "reference" in data:
+                found["patient"].add(value)
             else:
                 _ids_in(value, found)
     elif isinstance(data, list):
@@ -428,3 +447,25 @@ def test_tenant_a_stats_count_only_tenant_a_notes(world):
     for principal in A_PRINCIPALS:
         body = world.clients[principal].get(url).json()
         assert (body["total_notes"], body["facility_ids"]) == (A_NOTES, [world.a.facility.pk])
+
+
+# The tenant-choosing lists, and the parameters each needs besides tenant_id.
+TENANT_LISTS = {
+    "/api/notes/": "",
+    "/api/residents/": "",
+    "/api/care-stats/": f"&date={STATS_DAY}",
+}
+
+
+@pytest.mark.parametrize("url", list(TENANT_LISTS))
+def test_a_repeated_tenant_id_is_the_same_400_for_every_caller_in_any_order(world, url):
+    a, b = world.a.tenant.pk, world.b.tenant.pk
+    answers = {}
+    for principal in ("carer_a", "member_b", "superuser"):
+        for first, second in ((a, b), (b, a), (a, a)):
+            query = f"tenant_id={first}&tenant_id={second}{TENANT_LISTS[url]}"
+            response = world.clients[principal].get(f"{url}?{query}")
+            answers[principal, first, second] = (response.status_code, response.json())
+    # Members, non-members and superusers alike learn only that the parameter was repeated.
+    expected = (HTTPStatus.BAD_REQUEST, {"tenant_id": ["Give this parameter once."]})
+    assert answers == dict.fromkeys(answers, expected)

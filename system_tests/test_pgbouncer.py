@@ -8,6 +8,10 @@ Django connection (its own PgBouncer client).
 """
 
 import contextlib
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -24,7 +28,13 @@ from carenotes.notes.models import CareNote
 from stats.tests import conftest as stats_fixtures
 from stats.tests import test_views as stats_views
 from stats.tests.factories import CARE_STATS_URL, care_group_create, stats_query
-from system_tests.scaleout import PgBouncer, database_pointed_at, skipped_when_missing
+from system_tests.scaleout import (
+    ROOT,
+    PgBouncer,
+    PostgresServer,
+    database_pointed_at,
+    skipped_when_missing,
+)
 from tenants.models import Facility
 from tenants.rls import APP_ROLE, TRANSACTION_POOLER, rls_system, rls_tenants
 from tenants.services import api_token_create
@@ -298,6 +308,62 @@ def test_pipelined_statements_carry_their_scope_too():
                 "tenant_id", "name"
             )
         ) == [(a, "east"), (a, "west")]
+
+
+@pytest.mark.slow
+def test_migrate_and_seed_notes_work_through_the_pooler(tmp_path):
+    """docker compose's migrate and seed share web's environment, pooler included."""
+    with skipped_when_missing():
+        primary = PostgresServer.primary()
+    primary.start()
+    bouncer = PgBouncer(
+        target={
+            "host": "127.0.0.1",
+            "port": str(primary.port),
+            "name": "carenotes",
+            "user": "postgres",
+            "password": "",
+        },
+        pool_size=2,
+    )
+    try:
+        primary.execute("CREATE DATABASE carenotes")
+        bouncer.start()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
+            "DATABASE_URL": bouncer.url(),
+            "DATABASE_POOLER": TRANSACTION_POOLER,
+            "DJANGO_DEBUG": "1",
+        }
+        credentials = str(tmp_path / "credentials.json")
+        for command in (
+            ("migrate", "--noinput", "--verbosity", "0"),
+            (
+                "seed_notes",
+                "--notes",
+                "2000",
+                "--seed",
+                "3",
+                "--quiet",
+                "--credentials",
+                credentials,
+            ),
+        ):
+            result = subprocess.run(
+                [sys.executable, "manage.py", *command],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+        notes = primary.execute("SELECT count(*) FROM carenotes_carenote", database="carenotes")
+        assert notes == [(2000,)]
+    finally:
+        bouncer.stop()
+        primary.stop()
+        shutil.rmtree(primary.data_dir.parent, ignore_errors=True)
 
 
 # --- the stats endpoint and notes API, again through PgBouncer ---------------------------------

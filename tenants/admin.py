@@ -6,21 +6,46 @@ role, including ``admin``) to users who already belong to one of their tenants. 
 read-only for them; creating users and API tokens is for superusers.
 """
 
+from datetime import UTC
+
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
-from tenants.admin_scoping import ScopedRelatedFieldListFilter, TenantScopedAdmin, admin_tenant_ids
+from tenants.admin_scoping import (
+    ScopedRelatedFieldListFilter,
+    TenantScopedAdmin,
+    admin_tenant_ids,
+    tenant_labelled_autocomplete,
+)
 from tenants.models import ApiToken, Facility, Membership, Tenant
 from tenants.services import membership_grant, membership_revoke
 
 User = get_user_model()
 
+# Autocomplete results name their tenant for users who see several (admin_scoping.py). Set
+# here, at autodiscovery, before carenotes.urls builds the site's URLs from this attribute.
+admin.site.autocomplete_view = tenant_labelled_autocomplete
+
+UTC_TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
+
+
+def utc_column(field: str, description: str):
+    """Return a change-list column showing ``field`` (a datetime) in UTC, labelled as such."""
+
+    @admin.display(description=description, ordering=field)
+    def column(obj) -> str:
+        value = getattr(obj, field)
+        return "-" if value is None else value.astimezone(UTC).strftime(UTC_TIME_FORMAT)
+
+    column.__name__ = f"{field}_utc"
+    return column
+
 
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
     tenant_lookup = "id"
-    list_display = ["id", "name", "slug", "timezone", "created_at"]
+    list_display = ["id", "name", "slug", "timezone", utc_column("created_at", "Created")]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     ordering = ["name"]
@@ -41,7 +66,7 @@ class FacilityAdmin(TenantScopedAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(TenantScopedAdmin):
-    list_display = ["id", "user", "tenant", "role", "created_at"]
+    list_display = ["id", "user", "tenant", "role", utc_column("created_at", "Granted")]
     list_filter = ["role", ("tenant", ScopedRelatedFieldListFilter)]
     list_select_related = ["user", "tenant"]
     search_fields = ["user__username"]
@@ -67,7 +92,14 @@ class MembershipAdmin(TenantScopedAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["key_prefix", "user", "name", "created_at", "expires_at", "revoked_at"]
+    list_display = [
+        "key_prefix",
+        "user",
+        "name",
+        utc_column("created_at", "Created"),
+        utc_column("expires_at", "Expires"),
+        utc_column("revoked_at", "Revoked"),
+    ]
     list_select_related = ["user"]
     search_fields = ["user__username", "key_prefix", "name"]
     readonly_fields = ["key_prefix", "key_digest", "created_at"]

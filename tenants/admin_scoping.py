@@ -4,10 +4,16 @@ A tenant admin (a user with an ``admin`` membership, made staff by ``membership_
 sees and edits only rows of the tenants they administer: change lists, object pages,
 foreign-key choices, autocomplete results and related list filters all go through the
 scoped ``get_queryset`` of the related model's admin.
+
+Whoever sees several tenants (a superuser, an admin of two tenants) gets tenant-owned
+choices labelled with their tenant ("Oak House (Harbour View Care)"), in list filters,
+foreign-key choices and autocomplete results alike: two tenants may name homes the same.
 """
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.core.exceptions import FieldDoesNotExist
 from django.http import Http404
 
 from tenants.models import Membership, Role
@@ -29,6 +35,29 @@ def admin_tenant_ids(user) -> frozenset[int] | None:
         )
         setattr(user, _SCOPE_ATTR, cached)
     return cached
+
+
+def admin_sees_several_tenants(user) -> bool:
+    """Return True when ``user``'s admin shows rows of more than one tenant."""
+    tenant_ids = admin_tenant_ids(user)
+    return tenant_ids is None or len(tenant_ids) > 1
+
+
+def _belongs_to_one_tenant(model) -> bool:
+    try:
+        return model._meta.get_field("tenant").many_to_one
+    except FieldDoesNotExist:
+        return False
+
+
+def tenant_labelled(obj) -> str:
+    """Return ``obj``'s name followed by its tenant's, e.g. "Oak House (Harbour View Care)"."""
+    return f"{obj} ({obj.tenant})"
+
+
+def labels_with_tenant(request, model) -> bool:
+    """Return True when choices of ``model`` shown to the request's user name their tenant."""
+    return _belongs_to_one_tenant(model) and admin_sees_several_tenants(request.user)
 
 
 class TenantScopedAdmin(admin.ModelAdmin):
@@ -70,9 +99,17 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         related_admin = self.admin_site._registry.get(db_field.related_model)
+        labelled = labels_with_tenant(request, db_field.related_model)
         if isinstance(related_admin, TenantScopedAdmin):
-            kwargs.setdefault("queryset", related_admin.get_queryset(request))
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+            queryset = related_admin.get_queryset(request)
+            kwargs.setdefault(
+                "queryset", queryset.select_related("tenant") if labelled else queryset
+            )
+        formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if labelled and formfield is not None:
+            # Also the label of an autocomplete widget's selected option.
+            formfield.label_from_instance = tenant_labelled
+        return formfield
 
     def _object_or_404(self, request, object_id) -> None:
         # Django would redirect to the index with "doesn't exist"; a crafted URL to another
@@ -106,7 +143,35 @@ class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
         related_admin = model_admin.admin_site._registry.get(field.related_model)
         if not isinstance(related_admin, TenantScopedAdmin):
             return super().field_choices(field, request, model_admin)
+        if labels_with_tenant(request, field.related_model):
+            queryset = related_admin.get_queryset(request).select_related("tenant")
+            if ordering:
+                queryset = queryset.order_by(*ordering)
+            return [(obj.pk, tenant_labelled(obj)) for obj in queryset]
         allowed = related_admin.get_queryset(request).values("pk")
         return field.get_choices(
             include_blank=False, ordering=ordering, limit_choices_to={"pk__in": allowed}
         )
+
+
+class TenantLabelledAutocompleteJsonView(AutocompleteJsonView):
+    """The admin's autocomplete, with results labelled by tenant as ``labels_with_tenant``
+    decides (``admin.site.autocomplete_view`` is set to ``tenant_labelled_autocomplete``)."""
+
+    def _labelled(self) -> bool:
+        return labels_with_tenant(self.request, self.model_admin.model)
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        return queryset.select_related("tenant") if self._labelled() else queryset
+
+    def serialize_result(self, obj, to_field_name):
+        result = super().serialize_result(obj, to_field_name)
+        if self._labelled():
+            result["text"] = tenant_labelled(obj)
+        return result
+
+
+def tenant_labelled_autocomplete(request):
+    """The admin site's autocomplete view (``AdminSite.autocomplete_view``), tenant-labelled."""
+    return TenantLabelledAutocompleteJsonView.as_view(admin_site=admin.site)(request)

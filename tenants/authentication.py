@@ -3,6 +3,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import authentication, exceptions
 
+from carenotes.core.auth_throttle import auth_failure_count, auth_failures_check
 from carenotes.core.params import TENANT_PARAM, id_or_none
 from tenants.selectors import token_auth_get
 from tenants.tokens import TOKEN_KEYWORD, TokenHeaderError, token_key_parse
@@ -25,9 +26,12 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(str(exc)) from exc
         if key is None:
             return None
+        # Token guessing is limited per address, before the lookup (429 once over budget).
+        failures = auth_failures_check(request)
         named_tenant_id = id_or_none(request.query_params.get(TENANT_PARAM, ""))
         auth = token_auth_get(key=key, tenant_id=named_tenant_id)
         if auth is None:
+            auth_failure_count(failures)
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.")
         principal = auth.principal
         user = get_user_model()(

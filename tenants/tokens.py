@@ -7,6 +7,8 @@ warm-hit path of the analytics (``stats.fastpath``), which answers before DRF.
 import hashlib
 
 TOKEN_KEYWORD = "Token"
+# Schemes that are not ours, said alone (a bare "Basic" is not a bare key).
+OTHER_SCHEMES = frozenset({b"basic", b"bearer", b"digest", b"negotiate", b"session"})
 # The user an API key belongs to never changes. Each process remembers it for the keys it
 # has authenticated, so that the warm-hit path can name the caller's throttle counter in the
 # same Redis round trip that fetches the principal. Bounded; cleared when full.
@@ -21,9 +23,15 @@ def token_key_parse(header: str) -> str | None:
     """Return the key of an ``Authorization: Token <key>`` header value.
 
     None when the header is absent or names another scheme; TokenHeaderError when it names
-    this scheme but is malformed. Splits on ASCII whitespace, as DRF does.
+    this scheme but is malformed, or is a bare key without the scheme (the usual mistake in
+    Swagger UI's Authorize box). Splits on ASCII whitespace, as DRF does.
     """
     parts = header.encode("latin-1", "replace").split()
+    if len(parts) == 1 and parts[0].lower() not in OTHER_SCHEMES:
+        raise TokenHeaderError(
+            f"Invalid token header: expected 'Authorization: {TOKEN_KEYWORD} <key>' "
+            "(the word Token, a space, then the key)."
+        )
     if not parts or parts[0].lower() != TOKEN_KEYWORD.lower().encode():
         return None
     if len(parts) != 2:

@@ -1,6 +1,6 @@
 """API views for the caller's own identity and access."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +17,7 @@ class MeView(APIView):
 
     throttle_scope = SCOPE_ME
 
+    @extend_schema_serializer(component_name="Me")
     class OutputSerializer(serializers.Serializer):
         class MembershipSerializer(serializers.Serializer):
             tenant_id = serializers.IntegerField()

@@ -7,10 +7,13 @@
 When ``--host`` answers ``/healthz`` that server is used as it is. Otherwise a loopback host
 gets a gunicorn started here with gunicorn.conf.py (the `make run` configuration), logging
 to ``<report prefix>-server.log``, stopped again afterwards. The demo credentials are seeded
-first when missing. The exit code is locust's (set by the locustfile's verdict).
+first when missing. The exit code is locust's (set by the locustfile's verdict); the last
+lines printed are that verdict: every target with its measured value and bound, the missed
+ones last.
 """
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +24,16 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tools.load_profile import CREDENTIALS_PATH, PROFILES, SEED_COMMAND_HINT
+from tools.load_profile import (
+    CREDENTIALS_PATH,
+    MAX_P95_MS_VARIABLE,
+    MIN_THROUGHPUT_RATIO_VARIABLE,
+    PROFILES,
+    SEED_COMMAND_HINT,
+    BoundError,
+    load_bounds,
+    verdict_lines,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -120,6 +132,18 @@ def locust_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
+def verdict_report(summary_path: Path, *, returncode: int) -> list[str]:
+    """Return the closing lines of a run: its verdict from the summary, or why there is none."""
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        return [
+            f"FAILED: locust exited {returncode} without writing {summary_path}; "
+            "its own messages above say why"
+        ]
+    return [*verdict_lines(summary), f"reports: {summary_path.parent}/ (locust exit {returncode})"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", required=True, help="base URL, e.g. http://127.0.0.1:8000")
@@ -128,13 +152,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spawn-rate", type=float, default=50, help="users started per second")
     parser.add_argument("--run-time", default="60s", help="locust duration, e.g. 60s or 2m")
     parser.add_argument("--processes", type=int, default=1, help="locust worker processes")
-    parser.add_argument("--max-p95-ms", type=float, default=25, help="fail when p95 exceeds")
+    parser.add_argument(
+        "--max-p95-ms",
+        type=float,
+        default=None,
+        help=f"fail when p95 exceeds (ms; default per profile, as {MAX_P95_MS_VARIABLE})",
+    )
+    parser.add_argument(
+        "--min-throughput-ratio",
+        type=float,
+        default=None,
+        help="fail when req/s falls below this share of what the users offer (seed profile; "
+        f"default per profile, as {MIN_THROUGHPUT_RATIO_VARIABLE})",
+    )
     parser.add_argument("--credentials", type=Path, default=CREDENTIALS_PATH)
     parser.add_argument("--report-prefix", default=None, help="default reports/load-<profile>")
     args = parser.parse_args(argv)
     args.host = args.host.rstrip("/")
     args.report_prefix = args.report_prefix or f"reports/load-{args.profile}"
     Path(args.report_prefix).parent.mkdir(parents=True, exist_ok=True)
+    overrides = {
+        MAX_P95_MS_VARIABLE: "" if args.max_p95_ms is None else str(args.max_p95_ms),
+        MIN_THROUGHPUT_RATIO_VARIABLE: ""
+        if args.min_throughput_ratio is None
+        else str(args.min_throughput_ratio),
+    }
+    try:
+        bounds = load_bounds(args.profile, overrides)
+    except BoundError as exc:
+        parser.error(str(exc))
+    summary_path = Path(f"{args.report_prefix}-summary.json")
+    # A summary left by an earlier run must not pass for this one's.
+    summary_path.unlink(missing_ok=True)
 
     credentials_ensure(args.credentials)
     server = None
@@ -146,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         env = {
             **os.environ,
             "LOAD_PROFILE": args.profile,
-            "LOAD_MAX_P95_MS": str(args.max_p95_ms),
+            MAX_P95_MS_VARIABLE: str(bounds.max_p95_ms),
+            MIN_THROUGHPUT_RATIO_VARIABLE: str(bounds.min_throughput_ratio),
             "LOAD_CREDENTIALS": str(args.credentials),
             "LOAD_REPORT_PREFIX": args.report_prefix,
         }
@@ -154,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server_stop(server)
-    _say(f"locust exited {result.returncode}; reports under {args.report_prefix}*")
+    for line in verdict_report(summary_path, returncode=result.returncode):
+        _say(line)
     return result.returncode
 
 

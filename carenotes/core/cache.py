@@ -10,6 +10,8 @@ from django_redis import get_redis_connection
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
+from carenotes.core.metrics import BACKEND_REDIS, SITE_CACHE, backend_error
+
 logger = logging.getLogger(__name__)
 
 CACHE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
@@ -20,6 +22,7 @@ def cache_get(key: str) -> Any:
     try:
         return cache.get(key)
     except CACHE_ERRORS as exc:
+        backend_error(backend=BACKEND_REDIS, site=SITE_CACHE)
         logger.warning("cache get %s failed: %s", key, exc)
         return None
 
@@ -29,6 +32,7 @@ def cache_get_many(keys: list[str]) -> dict[str, Any]:
     try:
         return cache.get_many(keys)
     except CACHE_ERRORS as exc:
+        backend_error(backend=BACKEND_REDIS, site=SITE_CACHE)
         logger.warning("cache get of %d keys failed: %s", len(keys), exc)
         return {}
 
@@ -38,6 +42,7 @@ def cache_set(key: str, value: Any, timeout: int) -> None:
     try:
         cache.set(key, value, timeout)
     except CACHE_ERRORS as exc:
+        backend_error(backend=BACKEND_REDIS, site=SITE_CACHE)
         logger.warning("cache set %s failed: %s", key, exc)
 
 
@@ -48,6 +53,7 @@ def cache_delete_many(keys: list[str]) -> None:
     try:
         cache.delete_many(keys)
     except CACHE_ERRORS as exc:
+        backend_error(backend=BACKEND_REDIS, site=SITE_CACHE)
         logger.warning("cache delete of %d keys failed: %s", len(keys), exc)
 
 

@@ -1,4 +1,4 @@
-"""Request ids and one structured (JSON) log line per request, cheap enough for the hot path."""
+"""Request ids, one JSON log line and the request metrics per request, cheap for the hot path."""
 
 import logging
 import re
@@ -9,6 +9,7 @@ from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
+from carenotes.core.metrics import request_observe
 from carenotes.core.params import TENANT_PARAM, id_or_none
 from carenotes.core.request_state import RequestState, request_state
 
@@ -68,7 +69,10 @@ def _route(request: HttpRequest) -> str | None:
 
 
 class RequestLogMiddleware:
-    """Tag each request with an id (echoed in ``X-Request-ID``) and log one JSON line for it."""
+    """Tag each request with an id (echoed in ``X-Request-ID``), log one JSON line, count it.
+
+    The count and duration by route and status go to carenotes.core.metrics.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -80,16 +84,21 @@ class RequestLogMiddleware:
         state.request_id = request_id
         response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
+        seconds = time.perf_counter() - started
+        route = _route(request)
+        request_observe(
+            route=route, method=request.method, status=response.status_code, seconds=seconds
+        )
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 REQUEST_LOG_MESSAGE,
                 extra={
                     "request_id": request_id,
                     "method": request.method,
-                    "route": _route(request),
+                    "route": route,
                     "path": request.path,
                     "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(seconds * 1000, 2),
                     "tenant_id": _tenant_id(request, state),
                     "user_id": _user_id(request, state),
                 },

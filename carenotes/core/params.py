@@ -3,11 +3,18 @@
 import re
 from datetime import date
 
+from django.http import QueryDict
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 BIGINT_MAX = 2**63 - 1  # ids are PostgreSQL bigint; larger values can name nothing
 # The query parameter that names the tenant a request is about, on every endpoint.
 TENANT_PARAM = "tenant_id"
+# DRF's own ?format=json|api switch (browsable API) is accepted besides the documented ones.
+FORMAT_PARAM = "format"
+BLANK_PARAM_ERROR = "Must not be empty; leave the parameter out instead."
+REPEATED_PARAM_ERROR = "Give this parameter once."
+ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": BIGINT_MAX}
 STATS_MAX_FACILITY_IDS = 100
 STATS_DATE_MIN = date(2000, 1, 1)
 
@@ -66,3 +73,40 @@ def one_year_after(day: date) -> date:
         return day.replace(year=day.year + 1)
     except ValueError:
         return day.replace(year=day.year + 1, day=28)
+
+
+def unknown_param_error(known: set[str]) -> str:
+    return f"Unknown query parameter; the parameters are {', '.join(sorted(known))}."
+
+
+def query_param_errors(
+    params: QueryDict, *, known: set[str], reject_blank: bool = True
+) -> dict[str, list[str]]:
+    """Return an error per unknown, repeated or (with ``reject_blank``) empty parameter.
+
+    The answer depends only on the parameter names and counts, never on their values or
+    the caller, so it can be given before any tenant check without revealing anything.
+    ``format`` (DRF's renderer switch) is always allowed.
+    """
+    errors = {}
+    for name, values in params.lists():
+        if name not in known and name != FORMAT_PARAM:
+            errors[name] = [unknown_param_error(known - {FORMAT_PARAM})]
+        elif len(values) > 1:
+            errors[name] = [REPEATED_PARAM_ERROR]
+        elif reject_blank and values == [""] and name != FORMAT_PARAM:
+            # DRF reads an empty optional query value as "not given"; the schema (and a
+            # careful client) means a value, so `?cursor=` is an error, not page one.
+            errors[name] = [BLANK_PARAM_ERROR]
+    return errors
+
+
+@extend_schema_field(ID_SCHEMA)
+class PositiveIdField(serializers.Field):
+    """A positive bigint id written as plain ASCII digits (``parse_positive_id``)."""
+
+    def to_internal_value(self, data) -> int:
+        return parse_positive_id(str(data))
+
+    def to_representation(self, value: int) -> int:
+        return value

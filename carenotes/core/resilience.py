@@ -12,6 +12,8 @@ from http import HTTPStatus
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 
+from carenotes.core.metrics import BACKEND_POSTGRESQL, SITE_REQUEST, backend_error
+
 logger = logging.getLogger(__name__)
 
 DATABASE_RETRY_AFTER_SECONDS = 1
@@ -30,6 +32,7 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception):
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
+        backend_error(backend=BACKEND_POSTGRESQL, site=SITE_REQUEST)
         logger.warning(
             "database unavailable during %s %s: %s", request.method, request.path, exception
         )

@@ -12,6 +12,7 @@ protects capacity; it must never turn a Redis outage into an API outage.
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 from carenotes.core.cache import CACHE_ERRORS, counter_incr
+from carenotes.core.metrics import BACKEND_REDIS, SITE_THROTTLE, backend_error, throttled
 from carenotes.core.request_state import request_state
 
 logger = logging.getLogger(__name__)
@@ -74,16 +76,24 @@ class ThrottleWindow:
         return counter_incr(redis_key=self.key, seconds=self.key_lifetime)
 
 
+def fixed_window(*, rate: str, key: Callable[[int], str]) -> ThrottleWindow:
+    """Return the window of ``rate`` the clock is in now; ``key(index)`` names its counter."""
+    limit, seconds = throttle_rate_parse(rate)
+    now = clock()
+    index = int(now // seconds)
+    return ThrottleWindow(
+        key=cache.make_key(key(index)), limit=limit, seconds=seconds, index=index, now=now
+    )
+
+
 def throttle_window(*, scope: str | None, user_id: int | None) -> ThrottleWindow | None:
     """Return the current window for ``user_id`` in ``scope``; None when nothing limits it."""
     rate = settings.THROTTLE_RATES.get(scope) if scope else None
     if rate is None or user_id is None:
         return None
-    limit, seconds = throttle_rate_parse(rate)
-    now = clock()
-    index = int(now // seconds)
-    key = cache.make_key(throttle_key(scope=scope, user_id=user_id, window=index))
-    return ThrottleWindow(key=key, limit=limit, seconds=seconds, index=index, now=now)
+    return fixed_window(
+        rate=rate, key=lambda index: throttle_key(scope=scope, user_id=user_id, window=index)
+    )
 
 
 def view_throttle_scope(view, method: str) -> str | None:
@@ -119,10 +129,12 @@ class RedisFixedWindowThrottle(BaseThrottle):
             try:
                 count = window.count()
             except CACHE_ERRORS as exc:
+                backend_error(backend=BACKEND_REDIS, site=SITE_THROTTLE)
                 logger.warning("throttle %s unavailable, request let through: %s", scope, exc)
                 return True
         if count <= window.limit:
             return True
+        throttled(scope=scope)
         self.retry_after = window.retry_after()
         return False
 

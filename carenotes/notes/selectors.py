@@ -1,4 +1,5 @@
-"""Reads for the care-note domain: note lists (keyset-paginated) and single notes."""
+"""Reads for the care-note domain: notes and residents (patients), as keyset-paginated lists
+and single rows."""
 
 import base64
 import binascii
@@ -16,6 +17,22 @@ NOTE_PAGE_SIZE_DEFAULT = 50
 NOTE_PAGE_SIZE_MAX = 200
 # Columns the API shows; the joins fetch the author's name and patient's reference at once.
 NOTE_OUTPUT_RELATED = ("author", "patient")
+PATIENT_PAGE_SIZE_DEFAULT = 50
+PATIENT_PAGE_SIZE_MAX = 200
+# Patient.reference's max_length: a longer cursor or filter value can name no resident.
+PATIENT_REFERENCE_MAX_LENGTH = Patient._meta.get_field("reference").max_length
+
+
+def _b64_encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _b64_decode(value: str) -> str:
+    """Return the text of a ``_b64_encode`` value; raise ValueError on anything else."""
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc
 
 
 @dataclass(frozen=True)
@@ -39,17 +56,15 @@ class NoteCursor:
     id: int
 
     def encode(self) -> str:
-        raw = f"{self.created_at.isoformat()}|{self.id}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return _b64_encode(f"{self.created_at.isoformat()}|{self.id}")
 
     @classmethod
     def decode(cls, value: str) -> "NoteCursor":
         """Parse a cursor made by ``encode``; raise ValueError on anything else."""
         try:
-            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-            created_at_text, id_text = raw.split("|")
+            created_at_text, id_text = _b64_decode(value).split("|")
             created_at, note_id = datetime.fromisoformat(created_at_text), int(id_text)
-        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        except ValueError as exc:
             raise ValueError("invalid cursor") from exc
         if created_at.tzinfo is None or not 0 < note_id <= BIGINT_MAX:
             raise ValueError("invalid cursor")
@@ -115,6 +130,75 @@ def note_get(*, principal: Principal, note_id: int) -> CareNote:
     if note is None:
         raise NotFound()
     return note
+
+
+@dataclass(frozen=True)
+class PatientFilters:
+    """Optional narrowing of a tenant's residents; None means "any"."""
+
+    facility_id: int | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class PatientCursor:
+    """Position after the last resident of a page: its reference (unique in the tenant)."""
+
+    reference: str
+
+    def encode(self) -> str:
+        return _b64_encode(self.reference)
+
+    @classmethod
+    def decode(cls, value: str) -> "PatientCursor":
+        """Parse a cursor made by ``encode``; raise ValueError on anything else."""
+        reference = _b64_decode(value)
+        # NUL cannot reach PostgreSQL text; longer references do not exist.
+        if not reference or "\x00" in reference or len(reference) > PATIENT_REFERENCE_MAX_LENGTH:
+            raise ValueError("invalid cursor")
+        return cls(reference=reference)
+
+
+def patient_list(*, tenant: TenantInfo, filters: PatientFilters) -> QuerySet[Patient]:
+    """Return the tenant's residents matching ``filters``, ordered by reference.
+
+    A facility of another tenant is a ValidationError naming the filter, as in ``note_list``.
+    """
+    if filters.facility_id is not None and filters.facility_id not in tenant.facility_ids:
+        raise ValidationError({"facility_id": ["No such facility in this tenant."]})
+    conditions = {"facility_id": filters.facility_id, "reference": filters.reference}
+    return (
+        Patient.objects.filter(tenant_id=tenant.id)
+        .filter(**{key: value for key, value in conditions.items() if value is not None})
+        .order_by("reference")
+    )
+
+
+def patient_page(
+    *, queryset: QuerySet[Patient], cursor: PatientCursor | None, page_size: int
+) -> tuple[list[Patient], PatientCursor | None]:
+    """Return one page of a ``patient_list`` queryset and the cursor of the next page (or None).
+
+    Keyset pagination on the reference (served by patient_tenant_ref_uniq): residents
+    added meanwhile never shift or repeat rows.
+    """
+    if cursor is not None:
+        queryset = queryset.filter(reference__gt=cursor.reference)
+    rows = list(queryset[: page_size + 1])
+    if len(rows) <= page_size:
+        return rows, None
+    return rows[:page_size], PatientCursor(reference=rows[page_size - 1].reference)
+
+
+def patient_get(*, principal: Principal, patient_id: int) -> Patient:
+    """Return a resident of one of the caller's tenants; 404 for any other id, existing or not."""
+    queryset = Patient.objects.filter(pk=patient_id)
+    if not principal.is_superuser:
+        queryset = queryset.filter(tenant_id__in=list(principal.roles))
+    patient = queryset.first()
+    if patient is None:
+        raise NotFound()
+    return patient
 
 
 def patient_exists(*, tenant_id: int, patient_id: int) -> bool:

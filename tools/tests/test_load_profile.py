@@ -27,6 +27,7 @@ from tools.load_profile import (
     stats_total,
     tenant_reader,
     tenant_today,
+    verdict_lines,
 )
 
 CREDENTIALS = {
@@ -169,28 +170,85 @@ def test_the_seed_profile_offers_about_900_requests_per_second_with_50_users():
     assert offered_ceiling(50, SEED_WAIT_SECONDS) == pytest.approx(909.1, abs=0.1)
 
 
+SEED_BOUNDS = load_profile.LoadBounds(max_p95_ms=25, min_throughput_ratio=0.85)
+
+
+def _summary(verdict: load_profile.Verdict) -> dict:
+    """The summary JSON's "checks" as the locustfile writes them."""
+    return {"checks": [{"met": check.met, "line": check.line()} for check in verdict.checks]}
+
+
 def test_a_clean_fast_run_passes():
     verdict = load_verdict(
-        num_requests=1000, num_failures=0, p95_ms=12, rps=850, max_p95_ms=25, min_rps=800
+        num_requests=1000, num_failures=0, p95_ms=12, rps=850, bounds=SEED_BOUNDS, ceiling_rps=909
     )
-    assert verdict == load_profile.Verdict(exit_code=0, reasons=())
+    assert (verdict.exit_code, verdict.missed) == (0, ())
+    assert verdict_lines(_summary(verdict))[0] == "PASSED: all 4 targets met"
 
 
-def test_failures_slowness_and_low_throughput_each_fail_the_run():
+def test_the_issue_run_names_each_missed_target_with_value_and_bound_last():
+    # 12,097 requests, 0 failures, 613 req/s, p95 79 ms (issue 18's 20 s run).
     verdict = load_verdict(
-        num_requests=1000, num_failures=2, p95_ms=40, rps=500, max_p95_ms=25, min_rps=800
+        num_requests=12097,
+        num_failures=0,
+        p95_ms=79,
+        rps=613,
+        bounds=SEED_BOUNDS,
+        ceiling_rps=909.1,
     )
-    assert verdict == load_profile.Verdict(
-        exit_code=1,
-        reasons=(
-            "2 of 1000 requests failed",
-            "p95 40 ms > 25 ms",
-            "throughput 500 req/s < 800 req/s",
-        ),
+    assert verdict.exit_code == 1
+    assert verdict_lines(_summary(verdict)) == [
+        'FAILED: 2 of 4 targets missed (bounds and how to change them: README.md, "Load runs")',
+        "  met    requests made: 12097, bound >= 1 (always)",
+        "  met    failed requests: 0, bound <= 0 (always)",
+        "  MISSED p95 latency: 79 ms, bound <= 25 ms (LOAD_MAX_P95_MS)",
+        "  MISSED throughput: 613 req/s, bound >= 773 req/s "
+        "(LOAD_MIN_THROUGHPUT_RATIO=0.85 of the 909 req/s the users offer)",
+    ]
+
+
+def test_a_failed_request_fails_the_run_whatever_the_speed():
+    verdict = load_verdict(
+        num_requests=1000, num_failures=2, p95_ms=5, rps=900, bounds=SEED_BOUNDS, ceiling_rps=909
     )
+    assert [check.line() for check in verdict.missed] == [
+        "MISSED failed requests: 2, bound <= 0 (always)"
+    ]
 
 
 def test_a_run_without_requests_fails():
-    verdict = load_verdict(num_requests=0, num_failures=0, p95_ms=0, rps=0, max_p95_ms=25)
+    verdict = load_verdict(
+        num_requests=0, num_failures=0, p95_ms=0, rps=0, bounds=SEED_BOUNDS, ceiling_rps=0
+    )
     assert verdict.exit_code == 1
-    assert verdict.reasons == ("no request was made",)
+    assert [check.name for check in verdict.missed] == ["requests made"]
+
+
+def test_no_ceiling_means_no_throughput_target():
+    verdict = load_verdict(
+        num_requests=10, num_failures=0, p95_ms=5, rps=1, bounds=SEED_BOUNDS, ceiling_rps=0
+    )
+    assert "throughput" not in [check.name for check in verdict.checks]
+
+
+@pytest.mark.parametrize(
+    ("profile", "environ", "expected"),
+    [
+        ("seed", {}, load_profile.LoadBounds(max_p95_ms=25, min_throughput_ratio=0.85)),
+        ("mixed", {}, load_profile.LoadBounds(max_p95_ms=1000, min_throughput_ratio=0)),
+        # Empty is unset: the compose locust service passes .env's empty values.
+        ("seed", {"LOAD_MAX_P95_MS": "", "LOAD_MIN_THROUGHPUT_RATIO": " "}, SEED_BOUNDS),
+        (
+            "seed",
+            {"LOAD_MAX_P95_MS": "80", "LOAD_MIN_THROUGHPUT_RATIO": "0.5"},
+            load_profile.LoadBounds(max_p95_ms=80, min_throughput_ratio=0.5),
+        ),
+    ],
+)
+def test_bounds_are_the_profile_defaults_unless_their_variable_is_set(profile, environ, expected):
+    assert load_profile.load_bounds(profile, environ) == expected
+
+
+def test_a_bound_that_is_not_a_number_is_refused_naming_its_variable():
+    with pytest.raises(load_profile.BoundError, match="LOAD_MAX_P95_MS must be a number, got 'x'"):
+        load_profile.load_bounds("seed", {"LOAD_MAX_P95_MS": "x"})

@@ -97,6 +97,8 @@ def test_positions_only_ever_rise():
         ("care-stats", True),
         ("note-list", True),
         ("note-detail", True),
+        ("resident-list", True),
+        ("resident-detail", True),
         ("admin:carenotes_carenote_changelist", True),
         ("admin:carenotes_carenote_change", False),
         ("me", False),

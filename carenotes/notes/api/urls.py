@@ -1,10 +1,17 @@
-"""Routes of the care-notes API."""
+"""Routes of the care-notes API: notes and residents."""
 
 from django.urls import path
 
-from carenotes.notes.api.views import NoteDetailView, NoteListCreateView
+from carenotes.notes.api.views import (
+    NoteDetailView,
+    NoteListCreateView,
+    ResidentDetailView,
+    ResidentListView,
+)
 
 urlpatterns = [
     path("notes/", NoteListCreateView.as_view(), name="note-list"),
     path("notes/<int:note_id>/", NoteDetailView.as_view(), name="note-detail"),
+    path("residents/", ResidentListView.as_view(), name="resident-list"),
+    path("residents/<int:patient_id>/", ResidentDetailView.as_view(), name="resident-detail"),
 ]

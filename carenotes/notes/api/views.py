@@ -1,26 +1,43 @@
-"""Care-notes API: record a note, list a tenant's notes, read one note. Notes are never
+"""Care-notes API: record a note, list a tenant's notes, read one note; list a tenant's
+residents and read one, so a client can find the ``patient_id`` a note needs. Notes are never
 edited or deleted here (405): corrections are new notes."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from carenotes.core.observability import request_tenant_tag
-from carenotes.core.params import BIGINT_MAX
+from carenotes.core.params import BIGINT_MAX, REPEATED_PARAM_ERROR, PositiveIdField
+from carenotes.notes.api.params import CursorField, QueryParamsSerializer
 from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, Category
 from carenotes.notes.selectors import (
     NOTE_PAGE_SIZE_DEFAULT,
     NOTE_PAGE_SIZE_MAX,
+    PATIENT_PAGE_SIZE_DEFAULT,
+    PATIENT_PAGE_SIZE_MAX,
+    PATIENT_REFERENCE_MAX_LENGTH,
     NoteCursor,
     NoteFilters,
+    PatientCursor,
+    PatientFilters,
     note_get,
     note_list,
     note_page,
+    patient_get,
+    patient_list,
+    patient_page,
 )
 from carenotes.notes.services import NOTE_BODY_MAX_LENGTH, note_create
 from tenants.selectors import (
@@ -29,34 +46,55 @@ from tenants.selectors import (
     tenant_get_for_request,
 )
 
-# PostgreSQL bigint: larger ids would make the database raise instead of answering.
-DB_ID_MAX = BIGINT_MAX
 # Throttle scopes of the notes API (rates: settings.THROTTLE_RATES).
 SCOPE_NOTES_READ = "notes_read"
 SCOPE_NOTES_WRITE = "notes_write"
+CURSOR_PARAM = "cursor"
 
-BLANK_PARAM_ERROR = "Must not be empty; leave the parameter out instead."
-
-NOT_FOUND = OpenApiResponse(description="No such tenant or note, or the caller is not a member.")
-BAD_INPUT = OpenApiResponse(
-    response=OpenApiTypes.OBJECT, description="Invalid input; keys name the fields."
+NOTE_NOT_FOUND = OpenApiResponse(
+    description="No such tenant or note, or the caller is not a member (the same answer)."
+)
+RESIDENT_NOT_FOUND = OpenApiResponse(
+    description="No such tenant or resident, or the caller is not a member (the same answer)."
+)
+BAD_QUERY = OpenApiResponse(
+    response=OpenApiTypes.OBJECT,
+    description="Invalid query parameters; each key names one, with its errors: a bad value, "
+    "an unknown parameter, or one given twice or empty.",
+    examples=[
+        OpenApiExample(
+            "A repeated parameter and a bad value",
+            value={
+                "tenant_id": [REPEATED_PARAM_ERROR],
+                "page_size": [f"Ensure this value is less than or equal to {NOTE_PAGE_SIZE_MAX}."],
+            },
+        )
+    ],
+)
+BAD_BODY = OpenApiResponse(
+    response=OpenApiTypes.OBJECT,
+    description="Invalid body; each key names a field, with its errors.",
+    examples=[
+        OpenApiExample(
+            "A resident of another tenant",
+            value={"patient_id": ["No such patient in this tenant."]},
+        )
+    ],
 )
 
 
 def _id_field(**kwargs) -> serializers.IntegerField:
-    return serializers.IntegerField(min_value=1, max_value=DB_ID_MAX, **kwargs)
+    return serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, **kwargs)
 
 
-class CursorField(serializers.CharField):
-    """An opaque page cursor, decoded into a ``NoteCursor``."""
-
-    def to_internal_value(self, data) -> NoteCursor:
-        try:
-            return NoteCursor.decode(super().to_internal_value(data))
-        except ValueError as exc:
-            raise serializers.ValidationError("Invalid cursor; use the `next` link.") from exc
+def _next_url(request: Request, cursor) -> str | None:
+    """Return the URL of the page after ``cursor`` (this request's, cursor replaced)."""
+    if cursor is None:
+        return None
+    return replace_query_param(request.build_absolute_uri(), CURSOR_PARAM, cursor.encode())
 
 
+@extend_schema_serializer(component_name="Note")
 class NoteOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     tenant_id = serializers.IntegerField()
@@ -72,16 +110,23 @@ class NoteOutputSerializer(serializers.Serializer):
 
 
 class NoteListCreateView(APIView):
-    """``GET``: a tenant's notes, newest first, keyset-paginated. ``POST``: record a note."""
+    """``GET``: a tenant's notes, newest first, keyset-paginated. ``POST``: record a note.
+
+    Order of checks for ``GET``: credentials (401), every query parameter (400; none of
+    these checks depends on the tenant), membership (404, the same for a tenant that does
+    not exist), then filters naming the tenant's facilities and residents (400).
+    """
 
     parser_classes = [JSONParser]
     throttle_scope = SCOPE_NOTES_READ
     throttle_scope_write = SCOPE_NOTES_WRITE
 
-    class FilterSerializer(serializers.Serializer):
-        tenant_id = _id_field(help_text="The tenant whose notes to list (required).")
-        facility_id = _id_field(required=False)
-        patient_id = _id_field(required=False)
+    class FilterSerializer(QueryParamsSerializer):
+        tenant_id = PositiveIdField(help_text="The tenant whose notes to list (required).")
+        facility_id = PositiveIdField(required=False)
+        patient_id = PositiveIdField(
+            required=False, help_text="A resident's id (see `GET /api/residents/`)."
+        )
         category = serializers.ChoiceField(choices=Category.choices, required=False)
         priority = serializers.IntegerField(
             min_value=PRIORITY_MIN, max_value=PRIORITY_MAX, required=False
@@ -92,24 +137,17 @@ class NoteListCreateView(APIView):
         created_before = serializers.DateTimeField(
             required=False, help_text="Notes with created_at strictly before this instant."
         )
-        author = _id_field(required=False, help_text="User id of the author.")
-        cursor = CursorField(required=False, help_text="The `next` cursor of the previous page.")
+        author = PositiveIdField(required=False, help_text="User id of the author.")
+        cursor = CursorField(cursor_class=NoteCursor, required=False)
         page_size = serializers.IntegerField(
             min_value=1, max_value=NOTE_PAGE_SIZE_MAX, default=NOTE_PAGE_SIZE_DEFAULT
         )
 
-        def to_internal_value(self, data):
-            # DRF reads an empty optional query value as "not given"; the schema (and a
-            # careful client) means a value, so `?cursor=` is an error, not page one.
-            blank = {name: [BLANK_PARAM_ERROR] for name in self.fields if data.get(name) == ""}
-            if blank:
-                raise serializers.ValidationError(blank)
-            return super().to_internal_value(data)
-
+    @extend_schema_serializer(component_name="NoteCreate")
     class InputSerializer(serializers.Serializer):
         tenant_id = _id_field()
         facility_id = _id_field()
-        patient_id = _id_field()
+        patient_id = _id_field(help_text="A resident's id (see `GET /api/residents/`).")
         category = serializers.ChoiceField(choices=Category.choices)
         priority = serializers.IntegerField(min_value=PRIORITY_MIN, max_value=PRIORITY_MAX)
         body = serializers.CharField(max_length=NOTE_BODY_MAX_LENGTH)
@@ -117,6 +155,7 @@ class NoteListCreateView(APIView):
             required=False, help_text="When the care happened; default now."
         )
 
+    @extend_schema_serializer(component_name="NotePage")
     class PageSerializer(serializers.Serializer):
         next = serializers.URLField(allow_null=True, help_text="URL of the next page, or null.")
         results = NoteOutputSerializer(many=True)
@@ -125,7 +164,7 @@ class NoteListCreateView(APIView):
         operation_id="notes_list",
         summary="List a tenant's care notes",
         parameters=[FilterSerializer],
-        responses={200: PageSerializer, 400: BAD_INPUT, 404: NOT_FOUND},
+        responses={200: PageSerializer, 400: BAD_QUERY, 404: NOTE_NOT_FOUND},
     )
     def get(self, request: Request) -> Response:
         params = self.FilterSerializer(data=request.query_params)
@@ -145,22 +184,27 @@ class NoteListCreateView(APIView):
         rows, next_cursor = note_page(
             queryset=queryset, cursor=data.get("cursor"), page_size=data["page_size"]
         )
-        next_url = None
-        if next_cursor is not None:
-            next_url = replace_query_param(
-                request.build_absolute_uri(), "cursor", next_cursor.encode()
-            )
-        return Response(self.PageSerializer({"next": next_url, "results": rows}).data)
+        page = {"next": _next_url(request, next_cursor), "results": rows}
+        return Response(self.PageSerializer(page).data)
 
     @extend_schema(
         operation_id="notes_create",
         summary="Record a care note",
         request=InputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Location",
+                OpenApiTypes.URI,
+                location=OpenApiParameter.HEADER,
+                response=[201],
+                description="URL of the new note (`GET /api/notes/{note_id}/`).",
+            )
+        ],
         responses={
             201: NoteOutputSerializer,
-            400: BAD_INPUT,
+            400: BAD_BODY,
             403: OpenApiResponse(description="Superuser who is not a member of the tenant."),
-            404: NOT_FOUND,
+            404: NOTE_NOT_FOUND,
             415: OpenApiResponse(description="The body is not application/json."),
         },
     )
@@ -174,7 +218,12 @@ class NoteListCreateView(APIView):
         note = note_create(tenant=tenant, author=request.user, **data)
         # The output needs the author's name and patient's reference: re-read with joins.
         note = note_get(principal=principal, note_id=note.pk)
-        return Response(NoteOutputSerializer(note).data, status=status.HTTP_201_CREATED)
+        location = reverse("note-detail", kwargs={"note_id": note.pk}, request=request)
+        return Response(
+            NoteOutputSerializer(note).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": location},
+        )
 
 
 class NoteDetailView(APIView):
@@ -185,9 +234,118 @@ class NoteDetailView(APIView):
     @extend_schema(
         operation_id="notes_retrieve",
         summary="Read one care note",
-        responses={200: NoteOutputSerializer, 404: NOT_FOUND},
+        responses={200: NoteOutputSerializer, 404: NOTE_NOT_FOUND},
     )
     def get(self, request: Request, note_id: int) -> Response:
         principal = principal_from_request(request)
         note = note_get(principal=principal, note_id=note_id)
         return Response(NoteOutputSerializer(note).data)
+
+
+# --- Residents -------------------------------------------------------------------------------
+
+RESIDENT_EXAMPLE = {
+    "id": 42,
+    "tenant_id": 1,
+    "facility_id": 3,
+    "reference": "OAK-0042",
+    "display_name": "Margaret Ellis",
+}
+
+
+@extend_schema_serializer(
+    component_name="Resident",
+    examples=[OpenApiExample("A resident", value=RESIDENT_EXAMPLE, response_only=True)],
+)
+class ResidentOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The `patient_id` of notes about this resident.")
+    tenant_id = serializers.IntegerField()
+    facility_id = serializers.IntegerField(help_text="The facility the resident lives in.")
+    reference = serializers.CharField(help_text="The tenant's reference code, unique in it.")
+    display_name = serializers.CharField()
+
+
+class ResidentListView(APIView):
+    """A tenant's residents by reference, keyset-paginated; the same rules as the notes list.
+
+    Order of checks: credentials (401), every query parameter (400, independent of the
+    tenant), membership (404, the same for a tenant that does not exist), then a
+    ``facility_id`` of another tenant (400).
+    """
+
+    throttle_scope = SCOPE_NOTES_READ
+
+    class FilterSerializer(QueryParamsSerializer):
+        tenant_id = PositiveIdField(help_text="The tenant whose residents to list (required).")
+        facility_id = PositiveIdField(
+            required=False, help_text="Only residents of this facility of the tenant."
+        )
+        reference = serializers.CharField(
+            required=False,
+            max_length=PATIENT_REFERENCE_MAX_LENGTH,
+            help_text="Only the resident with exactly this reference (0 or 1 result).",
+        )
+        cursor = CursorField(cursor_class=PatientCursor, required=False)
+        page_size = serializers.IntegerField(
+            min_value=1, max_value=PATIENT_PAGE_SIZE_MAX, default=PATIENT_PAGE_SIZE_DEFAULT
+        )
+
+    @extend_schema_serializer(
+        component_name="ResidentPage",
+        examples=[
+            OpenApiExample(
+                "A page with a next page",
+                value={
+                    "next": "https://carenotes.example/api/residents/?tenant_id=1"
+                    "&page_size=1&cursor=T0FLLTAwNDI",
+                    "results": [RESIDENT_EXAMPLE],
+                },
+                response_only=True,
+            ),
+        ],
+    )
+    class PageSerializer(serializers.Serializer):
+        next = serializers.URLField(allow_null=True, help_text="URL of the next page, or null.")
+        results = ResidentOutputSerializer(many=True)
+
+    @extend_schema(
+        operation_id="residents_list",
+        summary="List a tenant's residents",
+        description=(
+            "Residents (patients) of one tenant, ordered by reference, to find the "
+            "`patient_id` (a resident's `id`) and `facility_id` that `POST /api/notes/` "
+            "needs. Callers must be a member of the tenant (any role) or a superuser."
+        ),
+        parameters=[FilterSerializer],
+        responses={200: PageSerializer, 400: BAD_QUERY, 404: RESIDENT_NOT_FOUND},
+    )
+    def get(self, request: Request) -> Response:
+        params = self.FilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        tenant = tenant_get_for_request(request=request, tenant_id=data["tenant_id"])
+        filters = PatientFilters(
+            facility_id=data.get("facility_id"), reference=data.get("reference")
+        )
+        rows, next_cursor = patient_page(
+            queryset=patient_list(tenant=tenant, filters=filters),
+            cursor=data.get("cursor"),
+            page_size=data["page_size"],
+        )
+        page = {"next": _next_url(request, next_cursor), "results": rows}
+        return Response(self.PageSerializer(page).data)
+
+
+class ResidentDetailView(APIView):
+    """One resident of a tenant the caller belongs to."""
+
+    throttle_scope = SCOPE_NOTES_READ
+
+    @extend_schema(
+        operation_id="residents_retrieve",
+        summary="Read one resident",
+        responses={200: ResidentOutputSerializer, 404: RESIDENT_NOT_FOUND},
+    )
+    def get(self, request: Request, patient_id: int) -> Response:
+        patient = patient_get(principal=principal_from_request(request), patient_id=patient_id)
+        return Response(ResidentOutputSerializer(patient).data)

@@ -1,4 +1,5 @@
-"""The CareNote changelist costs the same queries at any size and never counts the table."""
+"""The CareNote changelist costs the same queries at any size, never counts the table, says
+its count is an estimate, and fits its columns."""
 
 import re
 from datetime import UTC, datetime, timedelta
@@ -8,10 +9,14 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from carenotes.notes.admin import NOTE_LIST_MAX_SHOW_ALL, NOTE_LIST_PER_PAGE
+from carenotes.notes.admin import NOTE_LIST_MAX_SHOW_ALL, NOTE_LIST_PER_PAGE, TENANT_FILTER_PARAM
 from carenotes.notes.models import CareNote
 from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
-from tenants.admin_paging import PAGE_NUMBER_MAX, EstimatedCountPaginator
+from tenants.admin_paging import (
+    PAGE_NUMBER_MAX,
+    EstimatedCountPaginator,
+    approximate_count_label,
+)
 from tenants.rls import rls_owner
 from tenants.tests.factories import MembershipFactory, UserFactory, tenant_admin_create
 
@@ -191,3 +196,88 @@ def test_unfiltered_count_query_shape_is_detected():
     # Guards the guard: the helper above must flag the query Django would otherwise run.
     assert _unbounded_counts(['SELECT COUNT(*) AS "__count" FROM "carenotes_carenote"']) != []
     assert re.search("EXPLAIN", "EXPLAIN (FORMAT JSON) SELECT 1")
+
+
+# --- The count is an estimate, and says so -----------------------------------------------------
+
+
+def _result_count_text(response) -> str:
+    page = response.content.decode()
+    return re.search(r'<span class="result-count">([^<]*)</span>', page).group(1).strip()
+
+
+@pytest.mark.parametrize(
+    ("count", "label"),
+    [
+        (0, "about 0"),
+        (57, "about 57"),
+        (100, "about 100"),
+        (123_456, "about 120,000"),
+        (100_001, "about 100,000"),
+        (9_960_000, "about 10,000,000"),
+    ],
+)
+def test_an_estimate_is_labelled_approximate(count, label):
+    assert approximate_count_label(count) == label
+
+
+def test_a_full_page_shows_the_estimate_as_approximate(staff_client, patient):
+    _add_notes(patient, LARGE)
+    _, response = _open(staff_client, {})
+    assert response.context["cl"].result_count == LARGE  # the planner's (exact here) estimate
+    assert _result_count_text(response) == f"about {LARGE} care notes"
+
+
+def test_a_page_that_is_not_full_shows_the_exact_count_and_no_pages_past_it(
+    staff_client, patient, monkeypatch
+):
+    _add_notes(patient, SMALL)
+    # A planner far off (a table not analysed yet): the rows on the page still settle it.
+    monkeypatch.setattr("tenants.admin_paging.queryset_row_estimate", lambda queryset: 10_000)
+    _, response = _open(staff_client, {})
+    assert _result_count_text(response) == f"{SMALL} care notes"
+    assert 'class="end"' not in response.content.decode()  # no page links
+    assert "about" not in _result_count_text(response)
+
+
+def test_a_full_page_offers_the_next_one_even_when_the_estimate_is_low(
+    staff_client, patient, monkeypatch
+):
+    _add_notes(patient, LARGE)
+    monkeypatch.setattr("tenants.admin_paging.queryset_row_estimate", lambda queryset: 3)
+    _, response = _open(staff_client, {})
+    assert _result_count_text(response) == f"about {NOTE_LIST_PER_PAGE + 1} care notes"
+    assert '?p=2"' in response.content.decode()
+    _, second = _open(staff_client, {"p": 2})
+    assert _result_count_text(second) == f"{LARGE} care notes"  # the last page: exact
+
+
+def test_search_results_are_counted_the_same_way(staff_client, patient):
+    _add_notes(patient, LARGE)
+    _, response = _open(staff_client, {"q": patient.reference})
+    label = response.context["cl"].result_count_label
+    assert label.startswith("about ")  # a full page of a search is still an estimate
+    assert f"{label} results (" in response.content.decode()
+    assert _result_count_text(response) == f"{label} care notes"
+
+
+def test_select_all_across_pages_says_about(patient):
+    _add_notes(patient, LARGE)
+    superuser = _client_for(UserFactory(is_superuser=True, is_staff=True))  # has actions
+    _, response = _open(superuser, {TENANT_FILTER_PARAM: patient.tenant_id})
+    page = response.content.decode()
+    assert f"Select all about {LARGE} care notes" in page
+    assert f"All about {LARGE} selected" in page
+
+
+# --- Columns that fit ------------------------------------------------------------------------
+
+
+def test_no_column_is_kept_on_one_line(staff_client, patient):
+    # Django keeps foreign-key and date cells on one line; with every column so, the author
+    # column scrolled out of view at 1,400 px (system_tests/test_browser.py measures it).
+    _add_notes(patient, SMALL)
+    _, response = _open(staff_client, {})
+    assert 'class="nowrap' not in response.content.decode()
+    headers = re.findall(r'<th scope="col" class="column-(\w+)', response.content.decode())
+    assert headers[:4] == ["id", "created_at_local", "resident", "author_name"]

@@ -6,7 +6,12 @@ from http import HTTPStatus
 import pytest
 from django.utils import timezone
 
-from carenotes.notes.api.views import BLANK_PARAM_ERROR
+from carenotes.core.params import (
+    BLANK_PARAM_ERROR,
+    REPEATED_PARAM_ERROR,
+    unknown_param_error,
+)
+from carenotes.notes.api.views import NoteListCreateView
 from carenotes.notes.models import CareNote
 from carenotes.notes.selectors import NOTE_PAGE_SIZE_DEFAULT, NOTE_PAGE_SIZE_MAX
 from carenotes.notes.services import NOTE_BODY_MAX_LENGTH, NOTE_FUTURE_TOLERANCE
@@ -83,6 +88,14 @@ def test_member_records_a_note_and_gets_it_back(client, patient, carer):
     note = CareNote.objects.get()
     assert response.json() == _as_json(note)
     assert (note.author_id, note.body, note.category) == (carer.pk, payload["body"], "medication")
+
+
+def test_created_note_is_located_at_its_detail_url(client, patient):
+    response = client.post(LIST_URL, _payload(patient), format="json")
+    note = CareNote.objects.get()
+    assert response.status_code == HTTPStatus.CREATED
+    assert response["Location"] == f"http://testserver{detail_url(note.pk)}"
+    assert client.get(response["Location"]).json() == response.json()
 
 
 @pytest.mark.parametrize("role", ["carer", "manager", "admin"])
@@ -427,3 +440,35 @@ def test_list_refuses_empty_query_values_instead_of_ignoring_them(client, patien
     response = client.get(LIST_URL, {"tenant_id": patient.tenant_id, "cursor": "", "priority": ""})
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json() == {"cursor": [BLANK_PARAM_ERROR], "priority": [BLANK_PARAM_ERROR]}
+
+
+def test_unknown_list_parameter_is_400_naming_it(client, patient):
+    response = client.get(LIST_URL, {"tenant_id": patient.tenant_id, "limit": "5"})
+    known = set(NoteListCreateView.FilterSerializer().fields)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json() == {"limit": [unknown_param_error(known)]}
+
+
+def test_drf_format_switch_is_not_an_unknown_parameter(client, patient):
+    note = _recent_note(patient, 5)
+    response = client.get(LIST_URL, {"tenant_id": patient.tenant_id, "format": "json"})
+    assert response.json() == {"next": None, "results": [_as_json(note)]}
+
+
+@pytest.mark.parametrize("order", ["ours first", "theirs first", "ours twice"])
+def test_repeated_tenant_id_is_400_whatever_the_values(client, patient, order):
+    ours, theirs = patient.tenant_id, PatientFactory().tenant_id
+    values = {
+        "ours first": [ours, theirs],
+        "theirs first": [theirs, ours],
+        "ours twice": [ours, ours],
+    }[order]
+    query = "&".join(f"tenant_id={value}" for value in values)
+    response = client.get(f"{LIST_URL}?{query}")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json() == {"tenant_id": [REPEATED_PARAM_ERROR]}
+
+
+def test_repeated_filter_is_400_naming_it(client, patient):
+    response = client.get(f"{LIST_URL}?tenant_id={patient.tenant_id}&priority=1&priority=1")
+    assert response.json() == {"priority": [REPEATED_PARAM_ERROR]}
