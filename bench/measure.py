@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -29,9 +29,12 @@ django.setup()
 import psycopg  # noqa: E402
 from django.db import close_old_connections, connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django_redis import get_redis_connection  # noqa: E402
 
+from stats.cache import StatsQuestion, care_stats_question_keys  # noqa: E402
+from stats.ranges import STATS_RANGE_MAX_DAYS  # noqa: E402
 from stats.reference import care_stats_reference  # noqa: E402
-from stats.selectors import care_stats_get  # noqa: E402
+from stats.selectors import care_stats_get, care_stats_range_get  # noqa: E402
 from stats.services import care_stats_invalidate_tenant  # noqa: E402
 from tenants.rls import rls_owner  # noqa: E402
 from tenants.selectors import tenant_info_get  # noqa: E402
@@ -54,6 +57,7 @@ DJANGO_ONLY_CONNECTION_PARAMS = (
     "assume_role",
 )
 HEAP_FETCHES = re.compile(r"Heap Fetches: (\d+)")
+LAST_ROLLUP_DAY_SQL = "SELECT max(day) FROM stats_day_counts WHERE tenant_id = %s"
 
 
 def median_ms(samples: list[float]) -> float:
@@ -87,12 +91,16 @@ class StatsClient:
         self.headers = {"Authorization": f"Token {token}"}
 
     def get(self, params: dict) -> dict:
+        return json.loads(self.fetch(params))
+
+    def fetch(self, params: dict) -> bytes:
+        """Return the body of a 200 answer, unparsed (what timing loops call)."""
         self.connection.request("GET", f"{STATS_PATH}?{urlencode(params)}", headers=self.headers)
         response = self.connection.getresponse()
         body = response.read()
         if response.status != 200:
             raise RuntimeError(f"stats answered {response.status}: {body[:300]!r}")
-        return json.loads(body)
+        return body
 
 
 def concurrent_wall(calls: list[Callable[[], object]]) -> float:
@@ -159,6 +167,85 @@ def explain(statements: list[str]) -> dict:
         "plan": text,
         "index_only": all("Index Only Scan" in plan for plan in plans),
         "heap_fetches": sum(fetches) if fetches else None,
+    }
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 3) if denominator else float("inf")
+
+
+def range_measurements(*, client: StatsClient, tenant, day: date, repeat: int) -> dict:
+    """Return the day answer of ``day`` against the longest range, side by side.
+
+    The range is the STATS_RANGE_MAX_DAYS days ending on the tenant's last day with notes,
+    so that (on a data set seeded over at least as many days) every day of it has notes.
+
+    True misses: the cache is on and the entry key is absent (deleted before each sample,
+    nothing else touched), so each request does what a first request does — look up, lock,
+    compute, store. Warm hits: the entry present (the fast path). The two kinds are timed
+    in alternation, the order swapped every round, so a shared machine's noise falls on both.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(LAST_ROLLUP_DAY_SQL, [tenant.id])
+        (date_to,) = cursor.fetchone()
+    date_from = date_to - timedelta(days=STATS_RANGE_MAX_DAYS - 1)
+    day_params = {"tenant_id": tenant.id, "date": day.isoformat()}
+    range_params = {
+        "tenant_id": tenant.id,
+        "date_from": date_from.isoformat(),
+        "date_to": date_to.isoformat(),
+    }
+    entries = {
+        "day": care_stats_question_keys(
+            StatsQuestion.for_day(tenant_id=tenant.id, day=day, facility_ids=None)
+        )[-1],
+        "range": care_stats_question_keys(
+            StatsQuestion.for_range(
+                tenant_id=tenant.id, date_from=date_from, date_to=date_to, facility_ids=None
+            )
+        )[-1],
+    }
+    params = {"day": day_params, "range": range_params}
+    redis = get_redis_connection("default")
+
+    def alternate(*, absent: bool) -> dict[str, list[float]]:
+        samples: dict[str, list[float]] = {"day": [], "range": []}
+        for round_number in range(repeat):
+            order = ("day", "range") if round_number % 2 == 0 else ("range", "day")
+            for kind in order:
+                if absent:
+                    redis.delete(entries[kind])
+                started = time.perf_counter()
+                client.fetch(params[kind])
+                samples[kind].append(time.perf_counter() - started)
+        return samples
+
+    answer = client.get(range_params)
+    reference = care_stats_range_get(tenant=tenant, date_from=date_from, date_to=date_to)
+    if answer["total_notes"] != reference.total_notes or len(answer["by_day"]) != len(
+        reference.by_day
+    ):
+        raise RuntimeError("the served range answer disagrees with the rollups")
+    alternate(absent=True)  # warm the workers' plans and connections alike
+    misses = alternate(absent=True)
+    client.get(day_params)
+    client.get(range_params)
+    hits = alternate(absent=False)
+    with CaptureQueriesContext(connection) as captured:
+        care_stats_range_get(tenant=tenant, date_from=date_from, date_to=date_to)
+    statements = [query["sql"] for query in captured.captured_queries]
+    miss_ms = {kind: median_ms(values) for kind, values in misses.items()}
+    hit_ms = {kind: median_ms(values) for kind, values in hits.items()}
+    return {
+        "range": {"date_from": date_from.isoformat(), "date_to": date_to.isoformat()},
+        "range_notes": reference.total_notes,
+        "range_days_with_notes": sum(1 for entry in reference.by_day if entry.total_notes),
+        "true_miss_p50_ms": miss_ms,
+        "true_miss_range_over_day": _ratio(miss_ms["range"], miss_ms["day"]),
+        "warm_hit_p50_ms": hit_ms,
+        "warm_hit_range_over_day": _ratio(hit_ms["range"], hit_ms["day"]),
+        "raw_sql_p50_ms": median_ms(raw_sql_samples(statements, repeat * 3)),
+        "explain": explain(statements),
     }
 
 
@@ -255,6 +342,10 @@ def measure(*, base_url: str, credentials: Path, repeat: int) -> dict:
     results["raw_sql_p50_ms"] = median_ms(raw_sql_samples(statements, repeat * 3))
     results["statements"] = len(statements)
     results["explain"] = explain(statements)
+    # A fresh keep-alive connection: the first one has idled past the server's keep-alive.
+    results["ranges"] = range_measurements(
+        client=StatsClient(base_url, tokens[tenant_id]), tenant=tenant, day=day, repeat=repeat
+    )
     return results
 
 

@@ -55,6 +55,7 @@ TARGET_ORM_FRACTION = 0.1
 END_DATE = date(2025, 3, 31)  # fixed, so every repeat generates the same rows
 REPORT_PATH = ROOT / "reports" / "bench-seed.json"
 NOTE_EXPORT_COLUMNS = "id, " + seeding.NOTE_COLUMNS
+NOTE_TABLE = CareNote._meta.db_table
 
 
 class _Rollback(Exception):
@@ -105,7 +106,7 @@ def empty_database() -> None:
         seeding.seed_data_delete()
     if seeding.database_has_data():
         raise SystemExit("the database holds data that seed_notes did not create; use an empty one")
-    execute(f"DROP TABLE IF EXISTS {SCRATCH_TABLE}", "VACUUM carenotes_carenote")
+    execute(f"DROP TABLE IF EXISTS {SCRATCH_TABLE}", f"VACUUM {NOTE_TABLE}")
 
 
 def seed(notes: int) -> dict:
@@ -124,12 +125,12 @@ def scratch_statements() -> tuple[list[str], list[str]]:
     create = [
         f"DROP TABLE IF EXISTS {SCRATCH_TABLE}",
         # Columns, defaults, identity, check constraints and the primary key, not the rest.
-        f"CREATE TABLE {SCRATCH_TABLE} (LIKE carenotes_carenote INCLUDING ALL EXCLUDING INDEXES)",
+        f"CREATE TABLE {SCRATCH_TABLE} (LIKE {NOTE_TABLE} INCLUDING ALL EXCLUDING INDEXES)",
         f"ALTER TABLE {SCRATCH_TABLE} ADD PRIMARY KEY (id)",
     ]
     secondary = [
         re.sub(
-            r"^CREATE INDEX (\S+) ON (\S+)\.carenotes_carenote ",
+            rf"^CREATE INDEX (\S+) ON (\S+)\.{NOTE_TABLE} ",
             rf"CREATE INDEX {SCRATCH_TABLE}_\1 ON \2.{SCRATCH_TABLE} ",
             definition,
         )
@@ -210,7 +211,7 @@ def orm_reference(notes: int) -> float:
 
 def export_rows(path: Path) -> None:
     """Write the seeded notes, ids included, to ``path`` in COPY text format."""
-    psql(f"\\copy (SELECT {NOTE_EXPORT_COLUMNS} FROM carenotes_carenote ORDER BY id) TO '{path}'")
+    psql(f"\\copy (SELECT {NOTE_EXPORT_COLUMNS} FROM {NOTE_TABLE} ORDER BY id) TO '{path}'")
 
 
 def median_of(runs: list[dict]) -> dict:

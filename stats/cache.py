@@ -1,9 +1,11 @@
-"""Redis cache of daily stats: versioned entries, one computation per cold key, optional Redis.
+"""Redis cache of stats answers: versioned entries, one computation per cold key, optional Redis.
 
-Freshness. Every entry carries the stamp (tenant generation, (tenant, day) version) read
-*before* it was computed. ``stats.services.care_stats_invalidate`` increments the version,
-so an entry whose stamp differs from the current counters is stale; a warm hit reads both
-counters, the entry and the herd lock in one MGET (one Redis round trip).
+Freshness. Every entry carries the stamp read *before* it was computed: the tenant
+generation and the (tenant, day) version of every day it covers — one for a day answer, one
+per day of a range. ``stats.services.care_stats_invalidate`` increments a day's version, so
+an entry whose stamp differs from the current counters is stale: a write to any day of a
+cached range makes that range stale, and nothing else. A warm hit reads the counters, the
+entry and the herd lock in one MGET (one Redis round trip).
 
 Herd protection. The first request that misses takes a short Redis lock (SET NX PX) and
 computes; the others poll the entry for up to STATS_HERD_WAIT seconds and compute themselves
@@ -15,7 +17,8 @@ PostgreSQL, a warning is logged, and the next request tries Redis again.
 Lost invalidations. An increment that fails (Redis unreachable during a write) leaves an
 older entry looking fresh. The TTLs bound that: STATS_TTL_TODAY for today and later (the
 days that are still being written), STATS_TTL_PAST for past days (late corrections are rare,
-and an hour of staleness after a Redis outage is the accepted worst case).
+and an hour of staleness after a Redis outage is the accepted worst case). A range takes
+the lifetime of its last day.
 """
 
 import json
@@ -24,7 +27,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 
 from django.conf import settings
@@ -42,7 +45,7 @@ from carenotes.core.metrics import (
     STATS_HERD_WAITS,
     backend_error,
 )
-from stats.selectors import CareStats, care_stats_get
+from stats.selectors import CareRangeStats, CareStats, care_stats_get, care_stats_range_get
 from stats.services import care_stats_generation_key, care_stats_version_key
 from tenants.principal import TenantInfo
 
@@ -98,27 +101,102 @@ class _Lookup:
 ALL_FACILITIES = "all"
 
 
+@dataclass(frozen=True)
+class StatsQuestion:
+    """What one cached answer is about: a tenant, its local days and the facility scope.
+
+    ``facility_ids`` is the sorted scope the request named, or None for every facility of the
+    tenant. A day answer (``date``) and a range answer (``date_from``/``date_to``, or a
+    period) are different bodies, so a one-day range is not the day's entry.
+    """
+
+    tenant_id: int
+    date_from: date
+    date_to: date
+    facility_ids: tuple[int, ...] | None
+    is_range: bool
+
+    @classmethod
+    def for_day(
+        cls, *, tenant_id: int, day: date, facility_ids: tuple[int, ...] | None
+    ) -> "StatsQuestion":
+        """Return the question of the day answer for ``day``."""
+        return cls(tenant_id, day, day, facility_ids, is_range=False)
+
+    @classmethod
+    def for_range(
+        cls,
+        *,
+        tenant_id: int,
+        date_from: date,
+        date_to: date,
+        facility_ids: tuple[int, ...] | None,
+    ) -> "StatsQuestion":
+        """Return the question of the range answer for ``date_from``..``date_to``."""
+        return cls(tenant_id, date_from, date_to, facility_ids, is_range=True)
+
+    def days(self) -> list[date]:
+        """Return every local day the answer covers, in order."""
+        return [
+            self.date_from + timedelta(days=n)
+            for n in range((self.date_to - self.date_from).days + 1)
+        ]
+
+    def name(self) -> str:
+        """Return the part of the entry and lock keys that names this answer."""
+        scope = (
+            ALL_FACILITIES if self.facility_ids is None else ",".join(map(str, self.facility_ids))
+        )
+        days = self.date_from.isoformat()
+        if self.is_range:
+            days += ".." + self.date_to.isoformat()
+        return f"{self.tenant_id}:{days}:{scope}"
+
+
+class _KeyMaker:
+    """``cache.make_key`` for many keys at once: the cache's key function, applied once."""
+
+    _SENTINEL = "\x00"
+
+    def __init__(self) -> None:
+        self.make_key = cache.make_key  # one lookup of the thread's cache backend
+        template = str(self.make_key(self._SENTINEL))
+        # The key function embeds the key verbatim (Django's default does): splice keys in.
+        # Any other key function is applied key by key.
+        self.parts = template.split(self._SENTINEL) if template.count(self._SENTINEL) == 1 else None
+
+    def __call__(self, key: str) -> str:
+        if self.parts is None:
+            return self.make_key(key)
+        return self.parts[0] + key + self.parts[1]
+
+
+def care_stats_question_keys(question: StatsQuestion) -> list[str]:
+    """Return the generation key, the version key of each day, then the entry key.
+
+    Neither the tenant's time zone nor its facility list is part of a key: changing either
+    bumps the tenant generation (stats.signals), which makes such entries stale. So a warm
+    hit can be looked up from the request alone (stats.fastpath).
+    """
+    make_key = _KeyMaker()
+    tenant_id = question.tenant_id
+    return [
+        make_key(care_stats_generation_key(tenant_id=tenant_id)),
+        *(
+            make_key(care_stats_version_key(tenant_id=tenant_id, day=day))
+            for day in question.days()
+        ),
+        make_key(f"stats:val:{question.name()}"),
+    ]
+
+
 def care_stats_keys(
     *, tenant_id: int, day: date, facility_ids: tuple[int, ...] | None
 ) -> tuple[str, str, str]:
-    """Return the (generation, version, entry) keys of one answer, cache prefix applied.
-
-    ``facility_ids`` is the sorted scope the request named, or None for every facility of the
-    tenant. Neither the tenant's time zone nor its facility list is part of the key: changing
-    either bumps the tenant generation (stats.signals), which makes such entries stale. So a
-    warm hit can be looked up from the request alone (stats.fastpath).
-    """
-    make_key = cache.make_key  # one lookup of the thread's cache backend, not three
-    return (
-        make_key(care_stats_generation_key(tenant_id=tenant_id)),
-        make_key(care_stats_version_key(tenant_id=tenant_id, day=day)),
-        make_key(f"stats:val:{_answer_name(tenant_id, day, facility_ids)}"),
-    )
-
-
-def _answer_name(tenant_id: int, day: date, facility_ids: tuple[int, ...] | None) -> str:
-    scope = ALL_FACILITIES if facility_ids is None else ",".join(map(str, facility_ids))
-    return f"{tenant_id}:{day.isoformat()}:{scope}"
+    """Return the (generation, version, entry) keys of one day answer, cache prefix applied."""
+    question = StatsQuestion.for_day(tenant_id=tenant_id, day=day, facility_ids=facility_ids)
+    generation, version, entry = care_stats_question_keys(question)
+    return generation, version, entry
 
 
 def care_stats_entry_data(*, entry: bytes | None, stamp: list[int]) -> dict | None:
@@ -134,8 +212,9 @@ def care_stats_entry_data(*, entry: bytes | None, stamp: list[int]) -> dict | No
         return None
 
 
-def care_stats_stamp(generation: bytes | None, version: bytes | None) -> list[int]:
-    return [int(generation or 0), int(version or 0)]
+def care_stats_stamp(generation: bytes | None, *versions: bytes | None) -> list[int]:
+    """Return the stamp of the counters read: the generation, then each day's version."""
+    return [int(generation or 0), *(int(version or 0) for version in versions)]
 
 
 def care_stats_body(data: dict) -> bytes:
@@ -144,7 +223,7 @@ def care_stats_body(data: dict) -> bytes:
 
 
 def _entry_prefix(stamp: list[int]) -> bytes:
-    return b'{"stamp":[%d,%d],"data":' % (stamp[0], stamp[1])
+    return b'{"stamp":[' + b",".join(b"%d" % counter for counter in stamp) + b'],"data":'
 
 
 def care_stats_entry_encode(*, stamp: list[int], data: dict) -> bytes:
@@ -172,15 +251,19 @@ def care_stats_ttl(*, tenant: TenantInfo, day: date) -> int:
 
 
 class _StatsCache:
-    """The Redis round trips of one request, with the time they took."""
+    """The Redis round trips of one request, with the time they took.
 
-    def __init__(self, *, tenant: TenantInfo, day: date, facility_ids: tuple[int, ...] | None):
+    ``keys``: generation, the versions, the entry, the lock (the lock is last, the entry
+    second to last).
+    """
+
+    def __init__(self, *, tenant: TenantInfo, question: StatsQuestion):
         self.redis = get_redis_connection("default")
         self.keys = [
-            *care_stats_keys(tenant_id=tenant.id, day=day, facility_ids=facility_ids),
-            cache.make_key(f"stats:lock:{_answer_name(tenant.id, day, facility_ids)}"),
+            *care_stats_question_keys(question),
+            cache.make_key(f"stats:lock:{question.name()}"),
         ]
-        self.ttl = care_stats_ttl(tenant=tenant, day=day)
+        self.ttl = care_stats_ttl(tenant=tenant, day=question.date_to)
         self.token = ""  # set when this request takes the lock; hits never need one
         self.seconds = 0.0
 
@@ -192,20 +275,22 @@ class _StatsCache:
             self.seconds += time.perf_counter() - started
 
     def lookup(self) -> _Lookup:
-        generation, version, entry, lock = self._timed(self.redis.mget, self.keys)
-        stamp = care_stats_stamp(generation, version)
+        *counters, entry, lock = self._timed(self.redis.mget, self.keys)
+        stamp = care_stats_stamp(*counters)
         data = care_stats_entry_data(entry=entry, stamp=stamp)
         return _Lookup(stamp=stamp, data=data, locked=lock is not None)
 
     def lock(self) -> bool:
         self.token = secrets.token_hex(8)
         return bool(
-            self._timed(self.redis.set, self.keys[3], self.token, nx=True, px=STATS_LOCK_TIMEOUT_MS)
+            self._timed(
+                self.redis.set, self.keys[-1], self.token, nx=True, px=STATS_LOCK_TIMEOUT_MS
+            )
         )
 
     def unlock(self) -> None:
         script = self.redis.register_script(_UNLOCK)
-        self._timed(script, keys=self.keys[3:4], args=[self.token])
+        self._timed(script, keys=self.keys[-1:], args=[self.token])
 
     def wait(self) -> _Lookup | None:
         """Poll until the lock holder's entry arrives; None when it gives up or time runs out."""
@@ -222,7 +307,7 @@ class _StatsCache:
     def store(self, *, stamp: list[int], data: dict) -> None:
         payload = care_stats_entry_encode(stamp=stamp, data=data)
         script = self.redis.register_script(_STORE_AND_UNLOCK)
-        self._timed(script, keys=self.keys[2:4], args=[payload, self.ttl, self.token])
+        self._timed(script, keys=self.keys[-2:], args=[payload, self.ttl, self.token])
 
 
 def care_stats_get_cached(
@@ -232,28 +317,57 @@ def care_stats_get_cached(
     facility_ids: tuple[int, ...] | None,
     serialize: Callable[[CareStats], dict],
 ) -> CachedStats:
-    """Return the serialized stats from Redis when fresh, else computed once and stored.
+    """Return the serialized day answer from Redis when fresh, else computed once and stored.
 
     ``facility_ids``: the sorted, validated scope the request named; None for every facility
     of the tenant.
     """
-    result = _care_stats_answer(
-        tenant=tenant, day=day, facility_ids=facility_ids, serialize=serialize
+    return _cached(
+        tenant=tenant,
+        question=StatsQuestion.for_day(tenant_id=tenant.id, day=day, facility_ids=facility_ids),
+        compute=lambda: serialize(
+            care_stats_get(tenant=tenant, day=day, facility_ids=facility_ids)
+        ),
     )
+
+
+def care_stats_range_get_cached(
+    *,
+    tenant: TenantInfo,
+    date_from: date,
+    date_to: date,
+    facility_ids: tuple[int, ...] | None,
+    serialize: Callable[[CareRangeStats], dict],
+) -> CachedStats:
+    """Return the serialized range answer from Redis when fresh, else computed once and stored.
+
+    ``date_from``..``date_to``: a validated range (stats.ranges); ``facility_ids`` as for a day.
+    """
+    question = StatsQuestion.for_range(
+        tenant_id=tenant.id, date_from=date_from, date_to=date_to, facility_ids=facility_ids
+    )
+    return _cached(
+        tenant=tenant,
+        question=question,
+        compute=lambda: serialize(
+            care_stats_range_get(
+                tenant=tenant, date_from=date_from, date_to=date_to, facility_ids=facility_ids
+            )
+        ),
+    )
+
+
+def _cached(
+    *, tenant: TenantInfo, question: StatsQuestion, compute: Callable[[], dict]
+) -> CachedStats:
+    result = _answer(tenant=tenant, question=question, compute=compute)
     CACHE_STATUS_COUNTERS[result.status].inc()
     return result
 
 
-def _care_stats_answer(
-    *,
-    tenant: TenantInfo,
-    day: date,
-    facility_ids: tuple[int, ...] | None,
-    serialize: Callable[[CareStats], dict],
+def _answer(
+    *, tenant: TenantInfo, question: StatsQuestion, compute: Callable[[], dict]
 ) -> CachedStats:
-    def compute() -> dict:
-        return serialize(care_stats_get(tenant=tenant, day=day, facility_ids=facility_ids))
-
     if not settings.STATS_CACHE_ENABLED:
         # The operator's switch (and the benchmark's way to measure the uncached path).
         return CachedStats(compute(), CacheStatus.BYPASS, 0.0)
@@ -261,7 +375,7 @@ def _care_stats_answer(
     stats_cache = None
     data = None
     try:
-        stats_cache = _StatsCache(tenant=tenant, day=day, facility_ids=facility_ids)
+        stats_cache = _StatsCache(tenant=tenant, question=question)
         found = stats_cache.lookup()
         if found.data is not None:
             return CachedStats(found.data, CacheStatus.HIT, stats_cache.seconds)

@@ -9,10 +9,13 @@ authenticated endpoint. Here the same checks run in the same order in one Lua ca
    as for DRF's tenants.authentication; tenants.principal decides expiry and access),
 2. the caller's throttle count in the stats scope (the window of carenotes.core.throttling,
    counted by the same Lua function, carenotes.core.cache.COUNTER_INCR_LUA),
-3. the entry's generation, version and value (stats.cache.care_stats_keys).
+3. the entry's generation, its days' versions and its value (stats.cache.care_stats_keys;
+   a range answer has a version per day, stats.cache.care_stats_question_keys).
 
-Without a ``date`` the day is today in the tenant's time zone: the first call reads the
-tenant's cached facts instead of the entry, and a second round trip (one MGET) the entry.
+Without a ``date`` the day is today in the tenant's time zone, and a ``period`` is resolved
+from today there: the first call reads the tenant's cached facts instead of the entry, and a
+second round trip (one MGET) the entry. An explicit ``date`` or ``date_from``/``date_to``
+needs one round trip.
 
 The answer is served only when every check passes plainly: a GET with ``Authorization:
 Token`` asking for JSON, the documented parameters written canonically, a key this worker
@@ -25,12 +28,14 @@ as documented; a count already made travels in the request's RequestState
 (carenotes.core.request_state) so no request is counted twice.
 
 An entry exists only for a request the full path validated (a member, the tenant's own
-facilities, a date in range), so serving it to a caller who may read the tenant gives the
-answer the full path would. The body is the full path's byte for byte, and the view adds
-DRF's own response headers (APIView.finalize_response); a test holds them equal.
+facilities, dates in bounds, a range of at most STATS_RANGE_MAX_DAYS days), so serving it to
+a caller who may read the tenant gives the answer the full path would. The body is the full
+path's byte for byte, and the view adds DRF's own response headers
+(APIView.finalize_response); a test holds them equal.
 """
 
 import time
+from dataclasses import dataclass
 from datetime import date
 
 from django.conf import settings
@@ -55,10 +60,12 @@ from carenotes.core.throttling import throttle_window
 from stats.cache import (
     CACHE_STATUS_COUNTERS,
     CacheStatus,
+    StatsQuestion,
     care_stats_entry_body,
-    care_stats_keys,
+    care_stats_question_keys,
     care_stats_stamp,
 )
+from stats.ranges import Period, parse_period, period_dates, range_length_error
 from tenants.principal import Principal, TenantInfo
 from tenants.selectors import principal_token_cache_key, tenant_info_cache_key
 from tenants.tokens import TokenHeaderError, token_digest, token_key_parse, token_users
@@ -83,20 +90,73 @@ return {redis.call('GET', KEYS[1]), count, redis.call('MGET', unpack(KEYS, 3))}
 )
 
 
-def _params(query: QueryDict) -> tuple[int, date | None, tuple[int, ...] | None] | None:
-    """Return (tenant_id, day or None, facility_ids or None) of a canonical query, else None."""
+# The parameters that name the days of an answer, as a request may combine them (none: today).
+_DAY_FORMS = (frozenset(), {"date"}, {"date_from", "date_to"}, {"period"})
+_SCOPE_PARAM = "facility_ids"
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """The answer a canonical query names; today-relative ones need the tenant's zone."""
+
+    tenant_id: int
+    facility_ids: tuple[int, ...] | None
+    day: date | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    period: Period | None = None
+
+    def needs_today(self) -> bool:
+        """Return True when the days follow from today in the tenant's time zone."""
+        return self.day is None and self.date_from is None
+
+    def question(self, *, today: date | None) -> StatsQuestion:
+        """Return the cached answer's question (``today``: the tenant's, when needed)."""
+        if self.period is not None:
+            date_from, date_to = period_dates(period=self.period, today=today)
+        elif self.date_from is not None:
+            date_from, date_to = self.date_from, self.date_to
+        else:
+            day = self.day or today
+            return StatsQuestion.for_day(
+                tenant_id=self.tenant_id, day=day, facility_ids=self.facility_ids
+            )
+        return StatsQuestion.for_range(
+            tenant_id=self.tenant_id,
+            date_from=date_from,
+            date_to=date_to,
+            facility_ids=self.facility_ids,
+        )
+
+
+def _params(query: QueryDict) -> _Asked | None:
+    """Return what a canonical query asks for, else None (the full path judges it)."""
     try:
-        if len(query) > 3 or any(len(values) != 1 for _, values in query.lists()):
+        if any(len(values) != 1 for _, values in query.lists()):
             return None
-        raw_ids, raw_day = query.get("facility_ids"), query.get("date")
-        if len(query) != 1 + (raw_ids is not None) + (raw_day is not None):
+        if set(query) - {TENANT_PARAM, _SCOPE_PARAM} not in _DAY_FORMS:
             return None
-        tenant_id = parse_positive_id(query[TENANT_PARAM])
-        day = None if raw_day is None else parse_iso_date(raw_day)
-        facility_ids = None if raw_ids is None else parse_facility_ids(raw_ids)
+        raw_ids = query.get(_SCOPE_PARAM)
+        asked = _Asked(
+            tenant_id=parse_positive_id(query[TENANT_PARAM]),
+            facility_ids=None if raw_ids is None else parse_facility_ids(raw_ids),
+            day=_date_or_none(query, "date"),
+            date_from=_date_or_none(query, "date_from"),
+            date_to=_date_or_none(query, "date_to"),
+            period=None if "period" not in query else parse_period(query["period"]),
+        )
     except (KeyError, serializers.ValidationError):
         return None
-    return tenant_id, day, facility_ids
+    if asked.date_from is not None and range_length_error(
+        date_from=asked.date_from, date_to=asked.date_to
+    ):
+        return None  # a reversed or over-long range never has an entry (nor its keys built)
+    return asked
+
+
+def _date_or_none(query: QueryDict, name: str) -> date | None:
+    raw = query.get(name)
+    return None if raw is None else parse_iso_date(raw)
 
 
 def _token_key(request: HttpRequest) -> str | None:
@@ -118,22 +178,23 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
     ):
         return None
     key = _token_key(request)
-    params = _params(request.GET) if key is not None else None
-    if params is None:
+    asked = _params(request.GET) if key is not None else None
+    if asked is None:
         return None
-    tenant_id, day, facility_ids = params
+    tenant_id = asked.tenant_id
     digest = token_digest(key)
     user_id = token_users.recall(digest)
     if user_id is None:
         return None
     window = throttle_window(scope=SCOPE_STATS, user_id=user_id)
 
-    # Without a date the day is today in the tenant's time zone: the tenant's cached facts
-    # come in the first round trip and the entry in a second one.
-    if day is None:
+    # Days that follow from today in the tenant's time zone: the tenant's cached facts come in
+    # the first round trip and the entry in a second one.
+    question = None if asked.needs_today() else asked.question(today=None)
+    if question is None:
         wanted = [cache.make_key(tenant_info_cache_key(tenant_id))]
     else:
-        wanted = list(care_stats_keys(tenant_id=tenant_id, day=day, facility_ids=facility_ids))
+        wanted = care_stats_question_keys(question)
     keys = [cache.make_key(principal_token_cache_key(digest)), window.key if window else ""]
     started = time.perf_counter()
     try:
@@ -141,12 +202,10 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
         cached_principal, count, found = redis.register_script(_WARM_HIT_LOOKUP)(
             keys=keys + wanted, args=[window.key_lifetime if window else 0]
         )
-        if day is None and found[0] is not None:
+        if question is None and found[0] is not None:
             tenant = TenantInfo(**cache.client.decode(found[0]))
-            day = local_today(timezone_name=tenant.timezone)
-            found = redis.mget(
-                care_stats_keys(tenant_id=tenant_id, day=day, facility_ids=facility_ids)
-            )
+            question = asked.question(today=local_today(timezone_name=tenant.timezone))
+            found = redis.mget(care_stats_question_keys(question))
     except CACHE_ERRORS:
         backend_error(backend=BACKEND_REDIS, site=SITE_WARM_HIT)
         return None  # the full path degrades as documented (BYPASS, fail-open throttle)
@@ -157,9 +216,9 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
         request_state(request).throttle_count = ThrottleCount(key=window.key, count=count)
         if count > window.limit:
             return None
-    if day is None:
+    if question is None:
         return None  # the tenant's facts are not cached (or there is no such tenant)
-    generation, version, entry = found
+    *counters, entry = found
     if cached_principal is None:
         return None
     principal = Principal.from_cache(cache.client.decode(cached_principal))
@@ -168,7 +227,7 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
         return None
     if principal.is_expired(now=timezone.now()) or not principal.can_access(tenant_id):
         return None
-    body = care_stats_entry_body(entry=entry, stamp=care_stats_stamp(generation, version))
+    body = care_stats_entry_body(entry=entry, stamp=care_stats_stamp(*counters))
     if body is None:
         return None
 

@@ -1,9 +1,10 @@
-"""Writes for the analytics: making cached daily stats stale when care notes change."""
+"""Writes for the analytics: stale cached answers when care notes change; rollup repair."""
 
 import logging
 from datetime import date
 
 from django.core.cache import cache
+from django.db import connection, transaction
 
 from carenotes.core.cache import CACHE_ERRORS, counter_incr
 
@@ -42,3 +43,20 @@ def care_stats_invalidate(*, tenant_id: int, day: date) -> None:
 def care_stats_invalidate_tenant(*, tenant_id: int) -> None:
     """Make every cached stats answer of a tenant stale (after bulk loads)."""
     _incr(care_stats_generation_key(tenant_id=tenant_id))
+
+
+# The rollups' repair (stats migration 0003): under the tenant's exclusive rollup lock,
+# delete its rollup rows and recount them from its notes.
+ROLLUP_REBUILD_SQL = "SELECT stats_rollups_rebuild(%(tenant_id)s::bigint)"
+
+
+def care_rollups_rebuild(*, tenant_id: int) -> None:
+    """Recount the tenant's day rollups from its notes, in a transaction of their own.
+
+    Safe while the service writes: the rebuild waits for the tenant's in-flight writers and
+    holds its later ones off until it commits (they then apply their change on top). Cached
+    answers of the tenant are made stale after commit.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(ROLLUP_REBUILD_SQL, {"tenant_id": tenant_id})
+        transaction.on_commit(lambda: care_stats_invalidate_tenant(tenant_id=tenant_id))

@@ -1,4 +1,4 @@
-"""API view of the daily care analytics: GET /api/care-stats/."""
+"""API view of the care analytics: GET /api/care-stats/, for a local day or a range of days."""
 
 import time
 from contextlib import ExitStack, contextmanager
@@ -8,8 +8,10 @@ from django.db import connections
 from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_serializer,
 )
@@ -30,9 +32,17 @@ from carenotes.core.params import (
     query_param_errors,
 )
 from carenotes.notes.models import Category
-from stats.cache import CacheStatus, care_stats_get_cached
+from stats.cache import CacheStatus, care_stats_get_cached, care_stats_range_get_cached
 from stats.fastpath import SCOPE_STATS, care_stats_warm_hit
-from stats.selectors import PRIORITY_KEYS, CareStats
+from stats.ranges import (
+    PERIOD_DESCRIPTIONS,
+    STATS_RANGE_MAX_DAYS,
+    Period,
+    parse_period,
+    period_dates,
+    range_length_error,
+)
+from stats.selectors import PRIORITY_KEYS, CareRangeStats, CareStats
 from tenants.selectors import tenant_get_for_request
 
 
@@ -48,6 +58,20 @@ class IsoDateField(serializers.Field):
 
     def to_internal_value(self, data) -> date:
         return parse_iso_date(str(data))
+
+
+class PeriodField(serializers.Field):
+    """One of the named periods of stats.ranges.Period."""
+
+    def to_internal_value(self, data) -> Period:
+        return parse_period(str(data))
+
+
+# The ways of naming the days of an answer; a request uses at most one (none: today).
+DAY_FORMS = (("date",), ("date_from", "date_to"), ("period",))
+EXCLUSIVE_DAYS_MESSAGE = (
+    "Give one of date, date_from with date_to, or period: they exclude each other."
+)
 
 
 class _FixedCountsSerializer(serializers.Serializer):
@@ -69,6 +93,16 @@ class ByPrioritySerializer(_FixedCountsSerializer):
     keys = PRIORITY_KEYS
 
 
+@extend_schema_serializer(component_name="CareStatsRangeDay")
+class RangeDaySerializer(serializers.Serializer):
+    """One local day of a range answer."""
+
+    date = serializers.DateField()
+    total_notes = serializers.IntegerField(min_value=0)
+    by_category = ByCategorySerializer()
+    by_priority = ByPrioritySerializer()
+
+
 @extend_schema_serializer(component_name="ErrorDetail")
 class ErrorDetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
@@ -80,6 +114,59 @@ VALIDATION_ERROR_SCHEMA = {
     "additionalProperties": {"type": "array", "items": {"type": "string"}},
     "example": {"facility_ids": ["Not facilities of this tenant: 7."]},
 }
+
+
+def _example_counts(medication: int, observation: int, treatment: int, *by_priority: int):
+    return {
+        "by_category": {
+            "medication": medication,
+            "observation": observation,
+            "treatment": treatment,
+        },
+        "by_priority": {str(priority): n for priority, n in enumerate(by_priority, start=1)},
+    }
+
+
+ANSWER_EXAMPLES = [
+    OpenApiExample(
+        "One day",
+        summary="?tenant_id=1&date=2025-03-10",
+        response_only=True,
+        value={
+            "tenant_id": 1,
+            "date": "2025-03-10",
+            "timezone": "Europe/London",
+            "facility_ids": [1, 2],
+            "total_notes": 4,
+            **_example_counts(2, 1, 1, 1, 1, 0, 0, 2),
+            "by_facility": {"1": 3, "2": 1},
+            "patients": 3,
+            "avg_notes_per_patient": 1.33,
+        },
+    ),
+    OpenApiExample(
+        "A range of days",
+        summary="?tenant_id=1&date_from=2025-03-09&date_to=2025-03-11 (or a period)",
+        response_only=True,
+        value={
+            "tenant_id": 1,
+            "date_from": "2025-03-09",
+            "date_to": "2025-03-11",
+            "timezone": "Europe/London",
+            "facility_ids": [1, 2],
+            "total_notes": 7,
+            **_example_counts(3, 2, 2, 1, 2, 1, 1, 2),
+            "by_facility": {"1": 5, "2": 2},
+            "patients": 3,
+            "avg_notes_per_patient": 2.33,
+            "by_day": [
+                {"date": "2025-03-09", "total_notes": 3, **_example_counts(1, 1, 1, 0, 1, 1, 1, 0)},
+                {"date": "2025-03-10", "total_notes": 4, **_example_counts(2, 1, 1, 1, 1, 0, 0, 2)},
+                {"date": "2025-03-11", "total_notes": 0, **_example_counts(0, 0, 0, 0, 0, 0, 0, 0)},
+            ],
+        },
+    ),
+]
 
 
 class ServerTiming:
@@ -109,7 +196,7 @@ class ServerTiming:
 
 
 class CareStatsView(APIView):
-    """One tenant's care notes of one local day, counted; served from Redis when fresh.
+    """One tenant's care notes of a local day or a range of days, counted; from Redis if fresh.
 
     Order of checks, so that a caller outside the tenant learns nothing: credentials (401),
     a repeated parameter (400, with the unknown ones: names only, whatever the values), a
@@ -125,6 +212,9 @@ class CareStatsView(APIView):
     class InputSerializer(TenantSerializer):
         facility_ids = FacilityIdsField(required=False)
         date = IsoDateField(required=False)
+        date_from = IsoDateField(required=False)
+        date_to = IsoDateField(required=False)
+        period = PeriodField(required=False)
 
         def to_internal_value(self, data: QueryDict) -> dict:
             errors = query_param_errors(data, known=set(self.fields), reject_blank=False)
@@ -146,7 +236,7 @@ class CareStatsView(APIView):
             return value
 
         def validate_date(self, value: date) -> date:
-            latest = one_year_after(local_today(timezone_name=self.context["tenant"].timezone))
+            latest = one_year_after(self._today())
             if not STATS_DATE_MIN <= value <= latest:
                 raise serializers.ValidationError(
                     f"Dates run from {STATS_DATE_MIN.isoformat()} to {latest.isoformat()} "
@@ -154,9 +244,38 @@ class CareStatsView(APIView):
                 )
             return value
 
+        validate_date_from = validate_date_to = validate_date
+
         def validate(self, attrs: dict) -> dict:
-            attrs.setdefault("date", local_today(timezone_name=self.context["tenant"].timezone))
+            """Resolve the days asked for: ``date``, or ``date_from`` and ``date_to``."""
+            forms = [form for form in DAY_FORMS if any(name in attrs for name in form)]
+            if len(forms) > 1:
+                given = [name for form in forms for name in form if name in attrs]
+                raise serializers.ValidationError(
+                    {name: [EXCLUSIVE_DAYS_MESSAGE] for name in given}
+                )
+            if "period" in attrs:
+                attrs["date_from"], attrs["date_to"] = period_dates(
+                    period=attrs.pop("period"), today=self._today()
+                )
+            elif "date_from" in attrs or "date_to" in attrs:
+                self._check_range(attrs)
+            else:
+                attrs.setdefault("date", self._today())
             return attrs
+
+        def _check_range(self, attrs: dict) -> None:
+            for given, missing in (("date_from", "date_to"), ("date_to", "date_from")):
+                if missing not in attrs:
+                    raise serializers.ValidationError(
+                        {missing: [f"Give {missing} with {given}: a range names both ends."]}
+                    )
+            error = range_length_error(date_from=attrs["date_from"], date_to=attrs["date_to"])
+            if error is not None:
+                raise serializers.ValidationError({"date_to": [error]})
+
+        def _today(self) -> date:
+            return local_today(timezone_name=self.context["tenant"].timezone)
 
     # The documented shape of the answer (OpenAPI schema, response validation in tests); the
     # body itself is CareStats.as_json, which a test holds equal to this serializer's output.
@@ -175,10 +294,44 @@ class CareStatsView(APIView):
             child=serializers.IntegerField(min_value=0),
             help_text="Notes per facility id of the scope, zeros included.",
         )
+        patients = serializers.IntegerField(
+            min_value=0, help_text="Distinct residents with at least one note that day."
+        )
         avg_notes_per_patient = serializers.FloatField(
             min_value=0,
             help_text="total_notes / distinct patients with a note that day, 2 decimals "
             "(halves round up); 0 when there is none.",
+        )
+
+    # A range answer: the day answer's fields over date_from..date_to, and every day of it.
+    @extend_schema_serializer(component_name="CareRangeStats")
+    class RangeOutputSerializer(serializers.Serializer):
+        tenant_id = serializers.IntegerField()
+        date_from = serializers.DateField(help_text="First local day of the range.")
+        date_to = serializers.DateField(help_text="Last local day of the range (included).")
+        timezone = serializers.CharField(help_text="IANA time zone that defines the days.")
+        facility_ids = serializers.ListField(
+            child=serializers.IntegerField(), help_text="The facility scope used, sorted."
+        )
+        total_notes = serializers.IntegerField(min_value=0)
+        by_category = ByCategorySerializer()
+        by_priority = ByPrioritySerializer()
+        by_facility = serializers.DictField(
+            child=serializers.IntegerField(min_value=0),
+            help_text="Notes per facility id of the scope, zeros included.",
+        )
+        patients = serializers.IntegerField(
+            min_value=0,
+            help_text="Distinct residents with at least one note in the range (exact: a "
+            "resident noted on several days counts once).",
+        )
+        avg_notes_per_patient = serializers.FloatField(
+            min_value=0,
+            help_text="total_notes / patients, 2 decimals (halves round up); 0 when none.",
+        )
+        by_day = serializers.ListField(
+            child=RangeDaySerializer(),
+            help_text="One entry per local day of the range, in order, zeros included.",
         )
 
     throttle_scope = SCOPE_STATS
@@ -198,11 +351,18 @@ class CareStatsView(APIView):
         return response
 
     @extend_schema(
-        summary="Daily care analytics of one tenant",
+        summary="Care analytics of one tenant for a local day or a range of days",
         description=(
             "Counts the care notes of one day — [local midnight, next local midnight) in the "
             "tenant's time zone, so 23 or 25 hours on DST days — by category, priority and "
-            "facility. Callers must be a member of the tenant (any role) or a superuser."
+            "facility (`date`, default today), or of a range of such days: `date_from` to "
+            f"`date_to`, both included, at most {STATS_RANGE_MAX_DAYS} days, or a named "
+            "`period` resolved in the tenant's time zone (weeks start on Monday). A range "
+            "answer has the day answer's fields, with `date_from`/`date_to` instead of "
+            "`date`, and `by_day`: every day of the range in order, zeros included. "
+            "`patients` counts distinct residents exactly over the whole day or range. "
+            "`date`, `date_from`/`date_to` and `period` exclude each other. Callers must be "
+            "a member of the tenant (any role) or a superuser."
         ),
         parameters=[
             OpenApiParameter(
@@ -225,8 +385,32 @@ class CareStatsView(APIView):
                 OpenApiTypes.DATE,
                 description=(
                     f"Local day, YYYY-MM-DD, from {STATS_DATE_MIN.isoformat()} to a year after "
-                    "today; default: today in the tenant's time zone."
+                    "today; default (when no range or period is given): today in the tenant's "
+                    "time zone."
                 ),
+            ),
+            OpenApiParameter(
+                "date_from",
+                OpenApiTypes.DATE,
+                description=(
+                    "First local day of a range, YYYY-MM-DD (same bounds as date); needs date_to."
+                ),
+            ),
+            OpenApiParameter(
+                "date_to",
+                OpenApiTypes.DATE,
+                description=(
+                    "Last local day of a range, included; needs date_from, not before it, and "
+                    f"at most {STATS_RANGE_MAX_DAYS} days from it (both ends counted)."
+                ),
+            ),
+            OpenApiParameter(
+                "period",
+                OpenApiTypes.STR,
+                enum=[period.value for period in Period],
+                description="A named range of local days: "
+                + "; ".join(f"`{p.value}`: {text}" for p, text in PERIOD_DESCRIPTIONS.items())
+                + ".",
             ),
             OpenApiParameter(
                 "X-Cache",
@@ -247,7 +431,11 @@ class CareStatsView(APIView):
             ),
         ],
         responses={
-            200: OutputSerializer,
+            200: PolymorphicProxySerializer(
+                component_name="CareStatsAnswer",
+                serializers=[OutputSerializer, RangeOutputSerializer],
+                resource_type_field_name=None,
+            ),
             400: OpenApiResponse(VALIDATION_ERROR_SCHEMA, description="Invalid parameters."),
             401: OpenApiResponse(ErrorDetailSerializer, description="Missing or bad token."),
             404: OpenApiResponse(
@@ -255,6 +443,7 @@ class CareStatsView(APIView):
                 description="No such tenant, or the caller is not a member (same answer).",
             ),
         },
+        examples=ANSWER_EXAMPLES,
     )
     def get(self, request: Request) -> Response:
         # Before the tenant is chosen: ``.dict()`` keeps the last of repeated values, so
@@ -271,11 +460,21 @@ class CareStatsView(APIView):
         )
         params = self.InputSerializer(data=request.query_params, context={"tenant": tenant})
         params.is_valid(raise_exception=True)
-        result = care_stats_get_cached(
-            tenant=tenant,
-            day=params.validated_data["date"],
-            facility_ids=params.validated_data.get("facility_ids"),
-            serialize=CareStats.as_json,
-        )
+        asked = params.validated_data
+        if "date" in asked:
+            result = care_stats_get_cached(
+                tenant=tenant,
+                day=asked["date"],
+                facility_ids=asked.get("facility_ids"),
+                serialize=CareStats.as_json,
+            )
+        else:
+            result = care_stats_range_get_cached(
+                tenant=tenant,
+                date_from=asked["date_from"],
+                date_to=asked["date_to"],
+                facility_ids=asked.get("facility_ids"),
+                serialize=CareRangeStats.as_json,
+            )
         self.timing.cache_seconds += result.cache_seconds
         return Response(result.data, headers={"X-Cache": result.status.value})

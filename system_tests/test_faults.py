@@ -507,6 +507,10 @@ def _other_backends(database: str) -> int:
         return cursor.fetchone()[0]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_seed_notes_interrupted_mid_load_leaves_no_partial_tenant(signum, tmp_path):
     database = connection.settings_dict["NAME"]
@@ -523,6 +527,10 @@ def test_seed_notes_interrupted_mid_load_leaves_no_partial_tenant(signum, tmp_pa
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        # A shell without job control starts background jobs with SIGINT ignored, and the
+        # child would inherit that (Python then installs no KeyboardInterrupt handler): the
+        # seed must see Ctrl-C as a user's terminal delivers it, however the suite was run.
+        preexec_fn=_default_sigint,
     )
     try:
         wait_until(

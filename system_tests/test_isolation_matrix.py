@@ -261,6 +261,25 @@ ROUTES: dict[str, list[Visit]] = {
 }
 
 
+# Ranges and periods of the stats endpoint: the same callers get the same statuses, and a
+# range answer carries no other tenant's data either.
+STATS_RANGE = ("2025-03-01", "2025-03-31")  # holds STATS_DAY
+CARE_STATS_RANGE_VISITS = [
+    Visit(
+        "get",
+        lambda w: (
+            f"/api/care-stats/?tenant_id={w.a.tenant.pk}"
+            f"&date_from={STATS_RANGE[0]}&date_to={STATS_RANGE[1]}"
+        ),
+        A_MEMBERS_API,
+    ),
+    Visit(
+        "get", lambda w: f"/api/care-stats/?tenant_id={w.a.tenant.pk}&period=today", A_MEMBERS_API
+    ),
+]
+ROUTES["care-stats"] = [*ROUTES["care-stats"], *CARE_STATS_RANGE_VISITS]
+
+
 @dataclass(frozen=True)
 class AdminModel:
     """What a tenant admin may do with a model, and how to find side A's and B's objects."""
@@ -447,6 +466,21 @@ def test_tenant_a_stats_count_only_tenant_a_notes(world):
     for principal in A_PRINCIPALS:
         body = world.clients[principal].get(url).json()
         assert (body["total_notes"], body["facility_ids"]) == (A_NOTES, [world.a.facility.pk])
+
+
+def test_tenant_a_range_stats_count_only_tenant_a_notes_and_residents(world):
+    url = (
+        f"/api/care-stats/?tenant_id={world.a.tenant.pk}"
+        f"&date_from={STATS_RANGE[0]}&date_to={STATS_RANGE[1]}"
+    )
+    for principal in A_PRINCIPALS:
+        body = world.clients[principal].get(url).json()
+        assert (body["total_notes"], body["patients"], body["facility_ids"]) == (
+            A_NOTES,
+            1,
+            [world.a.facility.pk],
+        )
+        assert sum(day["total_notes"] for day in body["by_day"]) == A_NOTES
 
 
 # The tenant-choosing lists, and the parameters each needs besides tenant_id.

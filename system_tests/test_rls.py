@@ -55,8 +55,8 @@ def test_every_tenant_table_forces_its_policy():
     assert rows == [(table, True, True) for table in sorted(RLS_TABLES)]
     policies = _rows(
         "SELECT tablename, policyname, roles[1] FROM pg_policies "
-        "WHERE policyname = ANY(%s) ORDER BY 1, 2",
-        [[MIGRATION.POLICY_NAME, MIGRATION.ALL_TENANTS_POLICY_NAME]],
+        "WHERE policyname = ANY(%s) AND tablename = ANY(%s) ORDER BY 1, 2",
+        [[MIGRATION.POLICY_NAME, MIGRATION.ALL_TENANTS_POLICY_NAME], list(RLS_TABLES)],
     )
     assert policies == [
         row
@@ -256,5 +256,103 @@ def test_the_stats_query_keeps_the_tenant_check_in_the_index_condition(two_tenan
     with rls_tenants([ours.tenant_id]):
         plan = "\n".join(row[0] for row in _rows(sql, [ours.tenant_id, "2025-03-10", "2025-03-11"]))
     # Checked row by row (a Filter), the policy cost the daily stats query 20 %.
+    assert "Index Cond: ((tenant_id = ANY (" in plan, plan
+    assert "Filter" not in plan, plan
+
+
+# --- the stats day rollups (stats migrations 0001-0003) --------------------------------------
+
+ROLLUP_MIGRATION = importlib.import_module("stats.migrations.0002_day_rollup_row_level_security")
+ROLLUPS_SQL = (
+    "SELECT tenant_id FROM stats_day_counts UNION SELECT tenant_id FROM stats_day_residents"
+)
+
+
+def test_the_rollup_migration_freezes_the_roles_and_tables_of_the_code():
+    from stats.selectors import ROLLUP_TABLES
+
+    frozen = (ROLLUP_MIGRATION.APP_ROLE, ROLLUP_MIGRATION.SYSTEM_ROLE)
+    assert frozen == (APP_ROLE, SYSTEM_ROLE)
+    assert tuple(ROLLUP_MIGRATION.RLS_TABLES) == ROLLUP_TABLES
+    assert (ROLLUP_MIGRATION.POLICY_NAME, ROLLUP_MIGRATION.ALL_TENANTS_POLICY_NAME) == (
+        MIGRATION.POLICY_NAME,
+        MIGRATION.ALL_TENANTS_POLICY_NAME,
+    )
+
+
+def test_every_rollup_table_forces_both_policies_and_no_role_may_truncate_it():
+    tables = sorted(ROLLUP_MIGRATION.RLS_TABLES)
+    forced = _rows(
+        "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+        "WHERE relname = ANY(%s) ORDER BY relname",
+        [tables],
+    )
+    assert forced == [(table, True, True) for table in tables]
+    policies = _rows(
+        "SELECT tablename, policyname, roles[1] FROM pg_policies "
+        "WHERE tablename = ANY(%s) ORDER BY 1, 2",
+        [tables],
+    )
+    assert policies == [
+        row
+        for table in tables
+        for row in (
+            (table, MIGRATION.ALL_TENANTS_POLICY_NAME, SYSTEM_ROLE),
+            (table, MIGRATION.POLICY_NAME, APP_ROLE),
+        )
+    ]
+    for role in (APP_ROLE, SYSTEM_ROLE):
+        granted = _rows(
+            "SELECT relname, has_table_privilege(%s, oid, 'SELECT, INSERT, UPDATE, DELETE'), "
+            "has_table_privilege(%s, oid, 'TRUNCATE') FROM pg_class "
+            "WHERE relname = ANY(%s) ORDER BY relname",
+            [role, role, tables],
+        )
+        assert granted == [(table, True, False) for table in tables]
+
+
+def test_the_app_role_sees_and_writes_only_its_tenants_rollups(two_tenants):
+    ours, theirs = two_tenants
+    with rls_tenants([ours.tenant_id]):
+        assert _rows(ROLLUPS_SQL) == [(ours.tenant_id,)]
+    with db_scope(NO_TENANTS):
+        assert _rows(ROLLUPS_SQL) == []
+    with rls_system():
+        assert sorted(_rows(ROLLUPS_SQL)) == sorted([(ours.tenant_id,), (theirs.tenant_id,)])
+    refused = pytest.raises(ProgrammingError, match="row-level security")
+    with rls_tenants([ours.tenant_id]), refused, transaction.atomic():
+        _rows(
+            "INSERT INTO stats_day_counts VALUES (%s, '2025-03-10', %s, 'treatment', 1, 99)",
+            [theirs.tenant_id, theirs.facility_id],
+        )
+
+
+def test_a_range_answer_for_a_foreign_tenant_is_empty_even_if_asked_directly(two_tenants):
+    from stats.selectors import care_stats_range_get
+    from tenants.principal import TenantInfo
+
+    ours, theirs = two_tenants
+    theirs_info = TenantInfo(theirs.tenant_id, "x", "UTC", (theirs.facility_id,))
+    day = theirs.created_at.date()
+    with rls_tenants([ours.tenant_id]):
+        stats = care_stats_range_get(tenant=theirs_info, date_from=day, date_to=day)
+    assert (stats.total_notes, stats.patients) == (0, 0)
+    with rls_tenants([theirs.tenant_id]):
+        stats = care_stats_range_get(tenant=theirs_info, date_from=day, date_to=day)
+    assert (stats.total_notes, stats.patients) == (1, 1)
+
+
+def test_the_range_statements_keep_the_tenant_check_in_the_index_condition(two_tenants):
+    from stats.selectors import STATS_RANGE_COUNTS_SQL
+
+    ours, _ = two_tenants
+    params = {"tenant_id": ours.tenant_id, "date_from": "2025-03-01", "date_to": "2025-05-31"}
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    with rls_tenants([ours.tenant_id]):
+        plan = "\n".join(
+            row[0] for row in _rows(f"EXPLAIN (COSTS off) {STATS_RANGE_COUNTS_SQL}", params)
+        )
+    assert "Index Only Scan using stats_day_counts_pkey" in plan, plan
     assert "Index Cond: ((tenant_id = ANY (" in plan, plan
     assert "Filter" not in plan, plan

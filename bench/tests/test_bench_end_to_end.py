@@ -37,5 +37,11 @@ def test_bench_runs_end_to_end_on_a_tiny_data_set(tmp_path):
             assert size[bucket][label]["requests"] > 0
             assert size[bucket][label]["errors"] == 0, (bucket, label)
     assert size["explain"]["index_only"] is True
+    ranges = size["ranges"]
+    assert min(ranges["true_miss_p50_ms"].values()) > 0
+    assert min(ranges["warm_hit_p50_ms"].values()) > 0
+    assert ranges["range_notes"] > 0
+    assert ranges["explain"]["index_only"] is True
+    assert ranges["explain"]["heap_fetches"] == 0  # the rollups were vacuumed after seeding
     assert (tmp_path / "stats.png").stat().st_size > 0
     assert "### tiny: 2,000 notes over 5 tenants" in performance_md.read_text()

@@ -110,3 +110,23 @@ class PositiveIdField(serializers.Field):
 
     def to_representation(self, value: int) -> int:
         return value
+
+
+class JsonStringField(serializers.CharField):
+    """A JSON string: numbers and booleans are refused (400), not turned into text."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class JsonIntegerField(serializers.IntegerField):
+    """A JSON integer: strings, booleans and fractions are refused (400), not converted."""
+
+    def to_internal_value(self, data) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)

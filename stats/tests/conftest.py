@@ -2,6 +2,7 @@
 
 import pytest
 
+from stats import views
 from stats.tests.factories import CareGroup, care_group_create
 from tenants.tests.factories import MembershipFactory
 
@@ -16,3 +17,18 @@ def member_client(care_group, token_client):
     """An API client authenticated as a carer of the care group."""
     membership = MembershipFactory(tenant=care_group.tenant, role="carer")
     return token_client(membership.user)
+
+
+@pytest.fixture
+def served_fast(monkeypatch) -> list[bool]:
+    """Record, per request to the stats view, whether the fast path answered it."""
+    served = []
+    real = views.care_stats_warm_hit
+
+    def spy(request):
+        response = real(request)
+        served.append(response is not None)
+        return response
+
+    monkeypatch.setattr(views, "care_stats_warm_hit", spy)
+    return served

@@ -7,7 +7,6 @@ from http import HTTPStatus
 
 import pytest
 from django.utils import timezone
-from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from carenotes.core import throttling
@@ -17,7 +16,14 @@ from carenotes.notes.tests.factories import CareNoteFactory
 from stats import views
 from stats.fastpath import SCOPE_STATS
 from stats.services import care_stats_invalidate
-from stats.tests.factories import CARE_STATS_URL, DAY, NOON, expected_body, stats_query
+from stats.tests.factories import (
+    CARE_STATS_URL,
+    DAY,
+    NOON,
+    expected_body,
+    redis_commands_recorded,
+    stats_query,
+)
 from tenants.services import (
     api_token_create,
     api_token_revoke,
@@ -33,35 +39,6 @@ PINNED_NOW = 1_700_000_000 - 1_700_000_000 % 60 + 10  # 10 s into a one-minute w
 PER_REQUEST_HEADERS = {"X-Request-ID", "Server-Timing"}
 
 
-@pytest.fixture
-def served_fast(monkeypatch) -> list[bool]:
-    """Record, per request to the stats view, whether the fast path answered it."""
-    served = []
-    real = views.care_stats_warm_hit
-
-    def spy(request):
-        response = real(request)
-        served.append(response is not None)
-        return response
-
-    monkeypatch.setattr(views, "care_stats_warm_hit", spy)
-    return served
-
-
-def _count_redis_commands(monkeypatch) -> list[str]:
-    """Return a list that records the name of every Redis command sent from now on."""
-    commands = []
-    redis_class = type(get_redis_connection("default"))
-    real_execute = redis_class.execute_command
-
-    def counting(self, *args, **kwargs):
-        commands.append(args[0])
-        return real_execute(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis_class, "execute_command", counting)
-    return commands
-
-
 def _warm(client, group, **params):
     """Ask twice through the full path's first sight of the token: MISS, then a fast HIT."""
     first = client.get(CARE_STATS_URL, stats_query(group, **params))
@@ -74,7 +51,7 @@ def test_a_warm_hit_skips_drf_and_answers_in_one_redis_command(
 ):
     _warm(member_client, care_group)
     member_client.get(CARE_STATS_URL, stats_query(care_group))  # Redis now holds the script
-    commands = _count_redis_commands(monkeypatch)
+    commands = redis_commands_recorded(monkeypatch)
     monkeypatch.setattr(
         "rest_framework.views.APIView.initial",
         lambda *args, **kwargs: pytest.fail("DRF handled a warm hit"),
@@ -143,7 +120,7 @@ def test_today_by_default_is_served_fast_in_two_round_trips(
     query = {"tenant_id": care_group.tenant.pk}
     assert member_client.get(CARE_STATS_URL, query)["X-Cache"] == "MISS"
     member_client.get(CARE_STATS_URL, query)  # Redis now holds the script
-    commands = _count_redis_commands(monkeypatch)
+    commands = redis_commands_recorded(monkeypatch)
     response = member_client.get(CARE_STATS_URL, query)
 
     assert (response["X-Cache"], served_fast[-1]) == ("HIT", True)

@@ -1,4 +1,5 @@
-"""Every statement of the stats selector is an index-only scan of the covering index."""
+"""Every statement of the stats selectors is an index-only scan: the covering index for a
+day, the rollups' primary keys for a range."""
 
 from datetime import UTC, date, datetime, timedelta
 
@@ -8,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from carenotes.notes.models import STATS_INDEX_NAME
 from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
-from stats.selectors import care_stats_get
+from stats.selectors import care_stats_get, care_stats_range_get
 from stats.tests.factories import tenant_info_of
 from tenants.rls import rls_owner
 from tenants.tests.factories import FacilityFactory
@@ -55,3 +56,42 @@ def test_stats_statements_are_index_only_scans():
     for query in captured.captured_queries:
         plan = _explain(query["sql"])
         assert f"Index Only Scan using {STATS_INDEX_NAME}" in plan, plan
+
+
+def test_range_statements_are_index_only_scans_of_the_rollups():
+    facility = FacilityFactory()
+    residents = [PatientFactory(facility=facility) for _ in range(3)]
+    other_facility = FacilityFactory(tenant=facility.tenant)
+    start = datetime(2025, 3, 1, 9, tzinfo=UTC)
+    for day in range(40):
+        for index, patient in enumerate(residents):
+            CareNoteFactory(
+                patient=patient, priority=1 + index, created_at=start + timedelta(days=day)
+            )
+    CareNoteFactory(patient=PatientFactory(facility=other_facility), created_at=start)
+    with rls_owner(), connection.cursor() as cursor:
+        for table in ("stats_day_counts", "stats_day_residents", "carenotes_patient"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+    info = tenant_info_of(facility.tenant)
+
+    with CaptureQueriesContext(connection) as captured:
+        every = care_stats_range_get(
+            tenant=info, date_from=date(2025, 3, 5), date_to=date(2025, 3, 25)
+        )
+        subset = care_stats_range_get(
+            tenant=info,
+            date_from=date(2025, 3, 1),
+            date_to=date(2025, 3, 1),
+            facility_ids=(other_facility.pk,),
+        )
+
+    assert (every.total_notes, every.patients) == (21 * 3, 3)
+    assert (subset.total_notes, subset.patients) == (1, 1)
+    counts_plans = [_explain(q["sql"]) for q in captured.captured_queries[0::2]]
+    patients_plans = [_explain(q["sql"]) for q in captured.captured_queries[1::2]]
+    assert len(captured.captured_queries) == 4
+    for plan in counts_plans:
+        assert "Index Only Scan using stats_day_counts_pkey" in plan, plan
+    for plan in patients_plans:
+        assert "Index Only Scan using stats_day_residents_pkey" in plan, plan
+        assert "Nested Loop" in plan and "Limit" in plan, plan  # one probe per resident

@@ -61,6 +61,7 @@ def test_counts_one_day_by_category_priority_and_facility(london_group):
         by_category={"medication": 2, "observation": 1, "treatment": 1},
         by_priority={"1": 1, "2": 1, "3": 0, "4": 0, "5": 2},
         by_facility={str(north.pk): 3, str(south.pk): 1},
+        patients=3,
         avg_notes_per_patient=1.33,
     )
 

@@ -268,7 +268,10 @@ def test_unknown_and_repeated_parameters_are_400_naming_them(care_group, member_
     )
 
     assert response.status_code == HTTPStatus.BAD_REQUEST
-    known = "Unknown query parameter; the parameters are date, facility_ids, tenant_id."
+    known = (
+        "Unknown query parameter; the parameters are "
+        "date, date_from, date_to, facility_ids, period, tenant_id."
+    )
     assert response.json() == {
         "date": ["Give this parameter once."],
         "facility": [known],

@@ -19,7 +19,13 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from carenotes.core.observability import request_tenant_tag
-from carenotes.core.params import BIGINT_MAX, REPEATED_PARAM_ERROR, PositiveIdField
+from carenotes.core.params import (
+    BIGINT_MAX,
+    REPEATED_PARAM_ERROR,
+    JsonIntegerField,
+    JsonStringField,
+    PositiveIdField,
+)
 from carenotes.notes.api.params import CursorField, QueryParamsSerializer
 from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, Category
 from carenotes.notes.selectors import (
@@ -84,7 +90,7 @@ BAD_BODY = OpenApiResponse(
 
 
 def _id_field(**kwargs) -> serializers.IntegerField:
-    return serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, **kwargs)
+    return JsonIntegerField(min_value=1, max_value=BIGINT_MAX, **kwargs)
 
 
 def _next_url(request: Request, cursor) -> str | None:
@@ -149,8 +155,8 @@ class NoteListCreateView(APIView):
         facility_id = _id_field()
         patient_id = _id_field(help_text="A resident's id (see `GET /api/residents/`).")
         category = serializers.ChoiceField(choices=Category.choices)
-        priority = serializers.IntegerField(min_value=PRIORITY_MIN, max_value=PRIORITY_MAX)
-        body = serializers.CharField(max_length=NOTE_BODY_MAX_LENGTH)
+        priority = JsonIntegerField(min_value=PRIORITY_MIN, max_value=PRIORITY_MAX)
+        body = JsonStringField(max_length=NOTE_BODY_MAX_LENGTH)
         created_at = serializers.DateTimeField(
             required=False, help_text="When the care happened; default now."
         )

@@ -231,7 +231,7 @@ def test_rebuild_restores_the_same_indexes_and_foreign_keys():
 
 
 def test_an_interrupted_load_leaves_nothing_behind(monkeypatch):
-    monkeypatch.setattr(seeding, "NOTE_CHUNK_ROWS", 500)
+    monkeypatch.setattr(seeding.bulk, "NOTE_CHUNK_ROWS", 500)
     with connection.cursor() as cursor:
         definitions = seeding.note_table_secondary_definitions(cursor)
 

@@ -472,3 +472,22 @@ def test_repeated_tenant_id_is_400_whatever_the_values(client, patient, order):
 def test_repeated_filter_is_400_naming_it(client, patient):
     response = client.get(f"{LIST_URL}?tenant_id={patient.tenant_id}&priority=1&priority=1")
     assert response.json() == {"priority": [REPEATED_PARAM_ERROR]}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "errors"),
+    [
+        ({"body": 12345}, {"body": ["Must be a string."]}),
+        ({"body": True}, {"body": ["Must be a string."]}),
+        ({"priority": "3"}, {"priority": ["A valid integer is required."]}),
+        ({"priority": 2.5}, {"priority": ["A valid integer is required."]}),
+        ({"patient_id": "1"}, {"patient_id": ["A valid integer is required."]}),
+    ],
+)
+def test_json_types_are_not_coerced(client, patient, overrides, errors):
+    # The schema says string / integer; a number as the body or a string as an id is a
+    # client's mistake to name, not a note to record (found by schemathesis).
+    response = client.post(LIST_URL, _payload(patient, **overrides), format="json")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json() == errors
+    assert not CareNote.objects.exists()

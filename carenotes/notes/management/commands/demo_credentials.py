@@ -12,8 +12,8 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 class Command(BaseCommand):
     help = (
-        "Print the demo credentials file written by seed_notes (users, roles, API tokens) and "
-        "a ready-to-paste curl line for the stats endpoint."
+        "Print the demo credentials file written by seed_notes (per data set its password, then "
+        "users, roles, API tokens) and a ready-to-paste curl line for the stats endpoint."
     )
 
     def add_arguments(self, parser):
@@ -33,7 +33,7 @@ class Command(BaseCommand):
             credentials = json.loads(path.read_text())
             lines = seeding.credentials_table(credentials)
             curl = seeding.credentials_curl(credentials, base_url=options["base_url"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise CommandError(f"--credentials: {path} is not a seed_notes file") from exc
         self.stdout.write(f"Demo credentials ({path}):")
         for line in lines:

@@ -44,7 +44,8 @@ class Command(BaseCommand):
     help = (
         "Generate tenants, facilities, patients, staff with API tokens and care notes inside "
         "PostgreSQL (INSERT ... SELECT generate_series), in one transaction, reproducibly per "
-        "--seed. Writes the demo credentials to a JSON file and prints them."
+        "--seed, never dated after the moment it starts. Writes the demo credentials to a JSON "
+        "file and prints them with each data set's password."
     )
 
     def add_arguments(self, parser):
@@ -53,7 +54,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--end-date",
             default=None,
-            help="last day of notes, YYYY-MM-DD (default: today in each tenant's time zone)",
+            help="last day of notes, YYYY-MM-DD (default: today in each tenant's time zone); "
+            "no note is dated after the moment the command starts",
         )
         parser.add_argument(
             "--timezones",
@@ -65,7 +67,9 @@ class Command(BaseCommand):
             "--seed",
             type=int,
             default=None,
-            help="random seed: the same seed and arguments give the same rows (default: random)",
+            help="random seed: the same seed and arguments, --end-date included, give the same "
+            "rows; an --end-date of today (the default) ends at the start time, so its last day "
+            "differs from run to run (default: random)",
         )
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument(
