@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from http import HTTPStatus
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
@@ -32,6 +33,7 @@ from carenotes.core import replicas, routers
 from carenotes.core.db import read_connection
 from carenotes.core.replicas import EVERY_TENANT, PRIMARY, replica_reads
 from carenotes.notes.models import CareNote
+from stats.selectors import ROLLUP_COUNTS_TABLE
 from stats.tests.factories import CARE_STATS_URL, CareGroup, care_group_create
 from system_tests.scaleout import (
     PostgresServer,
@@ -297,6 +299,36 @@ def test_a_note_posted_while_replay_is_paused_is_in_the_next_answer_and_never_ca
         topology.on_replica("SELECT pg_wal_replay_resume()")
     topology.wait_for_replay()
     assert _today_stats(manager, ours) == (5, "HIT")
+
+
+@REPLICATED
+def test_range_reads_are_served_by_the_replica_and_see_a_write_it_has_not_replayed(
+    topology, settings
+):
+    settings.DATABASE_REPLICA_MAX_LAG = 60
+    group = _today_group()
+    manager, carer = _member_client(group), _member_client(group, role="carer")
+    today = timezone.localdate(timezone=ZoneInfo(group.tenant.timezone))
+    query = {
+        "tenant_id": group.tenant.pk,
+        "date_from": (today - timedelta(days=6)).isoformat(),
+        "date_to": today.isoformat(),
+    }
+    topology.wait_for_replay()
+    with statements_by_alias() as seen:
+        response = manager.get(CARE_STATS_URL, query)
+    assert (response.status_code, response.json()["total_notes"]) == (HTTPStatus.OK, 4)
+    assert _answered_by(seen, ROLLUP_COUNTS_TABLE) == {REPLICA}
+
+    topology.on_replica("SELECT pg_wal_replay_pause()")
+    try:
+        _post_note(carer, group)
+        with statements_by_alias() as seen:
+            response = manager.get(CARE_STATS_URL, query)
+        assert (response.json()["total_notes"], response["X-Cache"]) == (5, "MISS")
+        assert _answered_by(seen, ROLLUP_COUNTS_TABLE) == {PRIMARY}
+    finally:
+        topology.on_replica("SELECT pg_wal_replay_resume()")
 
 
 class Traffic:
