@@ -157,3 +157,38 @@ bench-throttle: install
 .PHONY: bench-rls
 bench-rls: migrate
 	$(DEVENV) $(BIN)/python -m bench.rls $(BENCH_RLS_ARGS)
+
+# --- Scale-out: two app nodes behind HAProxy (tools/cluster.py) -------------------------------
+# `make cluster` serves http://127.0.0.1:$(CLUSTER_PORT) from two gunicorn nodes behind HAProxy
+# (Debian package haproxy, installed when missing); both share DATABASE_URL, REDIS_URL and the
+# secret key. Add DATABASE_POOLER / DATABASE_REPLICA_URLS to put PgBouncer or replicas behind it.
+# Load it with `make load LOAD_HOST=http://127.0.0.1:$(CLUSTER_PORT)`.
+CLUSTER_PORT ?= 8080
+CLUSTER_NODE_PORTS ?= 8101 8102
+CLUSTER_STATUS_PORT ?= 8404
+
+.PHONY: cluster haproxy
+cluster: export DJANGO_SECURE_SSL_REDIRECT ?= 0
+cluster: export DJANGO_SECURE_COOKIES ?= 0
+cluster: export DJANGO_HSTS_SECONDS ?= 0
+cluster: migrate haproxy
+	$(MANAGE) collectstatic --noinput --verbosity 0
+	$(DEVENV) $(BIN)/python tools/cluster.py --port $(CLUSTER_PORT) \
+		--node-ports $(CLUSTER_NODE_PORTS) --status-port $(CLUSTER_STATUS_PORT)
+
+haproxy:
+	@PATH="$$PATH:/usr/sbin" command -v haproxy >/dev/null || apt-get install -y -qq haproxy \
+	  || (apt-get update -qq && apt-get install -y -qq haproxy) \
+	  || { echo "make cluster needs HAProxy: install the 'haproxy' package"; exit 1; }
+
+# Scale-out benchmark: uncached stats and the notes list direct, with transaction-local scopes,
+# through PgBouncer and from a streaming replica, side by side (bench/scaleout.py; starts its
+# own throwaway primary, replica and PgBouncer). BENCH_SCALEOUT_ARGS=--help
+.PHONY: bench-scaleout pgbouncer
+bench-scaleout: install wrk pgbouncer
+	$(DEVENV) $(BIN)/python -m bench.scaleout $(BENCH_SCALEOUT_ARGS)
+
+pgbouncer:
+	@PATH="$$PATH:/usr/sbin" command -v pgbouncer >/dev/null || apt-get install -y -qq pgbouncer \
+	  || (apt-get update -qq && apt-get install -y -qq pgbouncer) \
+	  || { echo "this needs PgBouncer: install the 'pgbouncer' package"; exit 1; }

@@ -76,6 +76,9 @@ MIDDLEWARE = [
     # Before anything that may query: every statement of the request runs under row-level
     # security scoped to the caller's tenants (tenants/middleware.py).
     "tenants.middleware.RowLevelSecurityMiddleware",
+    # GET reads of DATABASE_REPLICA_READ_VIEWS may use a fresh replica (core/replicas.py);
+    # without DATABASE_REPLICA_URLS every read uses the primary whatever it says.
+    "carenotes.core.replicas.ReplicaReadsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -117,21 +120,68 @@ DATABASES = {
         conn_health_checks=not DATABASE_POOL,
     )
 }
-DATABASES["default"].setdefault("OPTIONS", {})
-DATABASES["default"]["OPTIONS"]["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
 if DATABASE_POOL:
+    DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": env_int("DATABASE_POOL_MIN_SIZE", 1),
         "max_size": env_int("DATABASE_POOL_MAX_SIZE", 4),
         "timeout": env_int("DATABASE_POOL_TIMEOUT", 10),
     }
+# What sits between the app and PostgreSQL: nothing (or a session pooler), or a transaction
+# pooler (PgBouncer pool_mode = transaction). Behind a transaction pooler nothing may live
+# in the session: row-level-security scopes are sent with every statement, transaction-local
+# (tenants/rls.py), and server-side cursors (DECLARE ... WITH HOLD) are off.
+DATABASE_POOLERS = ("", "session", "transaction")
+DATABASE_POOLER = env_choice("DATABASE_POOLER", "", choices=DATABASE_POOLERS)
+BEHIND_TRANSACTION_POOLER = DATABASE_POOLER == "transaction"
 # Prepared statements for the hot, fixed SQL sent through carenotes.core.db.prepared_cursor (the
-# stats selector). Django disables them for transaction-mode poolers; set
-# DATABASE_PREPARED_STATEMENTS=0 behind PgBouncer older than 1.21. Django's own cursors bind
-# on the client and are never prepared either way.
-if env_bool("DATABASE_PREPARED_STATEMENTS", True):
-    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
+# stats selector). Django disables them for transaction-mode poolers; they default to off
+# behind one (DATABASE_POOLER=transaction): PgBouncer keeps them only from 1.21 on, with
+# max_prepared_statements set. Django's own cursors bind on the client either way.
+DATABASE_PREPARED_STATEMENTS = env_bool(
+    "DATABASE_PREPARED_STATEMENTS", not BEHIND_TRANSACTION_POOLER
+)
+
+
+def _database_options(database: dict, *, connect_timeout: int) -> dict:
+    database.setdefault("OPTIONS", {})
+    database["OPTIONS"]["connect_timeout"] = connect_timeout
+    if DATABASE_PREPARED_STATEMENTS:
+        database["OPTIONS"]["prepare_threshold"] = 5
+    if BEHIND_TRANSACTION_POOLER:
+        database["DISABLE_SERVER_SIDE_CURSORS"] = True
+    return database
+
+
+_database_options(DATABASES["default"], connect_timeout=env_int("DATABASE_CONNECT_TIMEOUT", 5))
 DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME") or None}
+
+# Read replicas (streaming standbys of the primary), comma-separated URLs; none by default.
+# Listed views' GET reads go to a replica that has replayed the reader's tenants' last writes
+# (read-your-writes: carenotes/core/replicas.py); a replica that is down, refuses connections
+# or lags more than DATABASE_REPLICA_MAX_LAG seconds is skipped.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
+DATABASE_REPLICA_MAX_LAG = env_int("DATABASE_REPLICA_MAX_LAG", 5)
+DATABASE_REPLICAS = tuple(f"replica{n}" for n in range(1, len(DATABASE_REPLICA_URLS) + 1))
+for _alias, _url in zip(DATABASE_REPLICAS, DATABASE_REPLICA_URLS, strict=True):
+    DATABASES[_alias] = _database_options(
+        # No health check: a statement that fails on a replica is run on the primary.
+        dj_database_url.parse(_url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600)),
+        # A replica that does not answer must cost a request little: it is skipped.
+        connect_timeout=env_int("DATABASE_REPLICA_CONNECT_TIMEOUT", 1),
+    )
+    # Test runs make no database for it: reads of the test database stay on the primary.
+    DATABASES[_alias]["TEST"] = {"MIRROR": "default"}
+# The views whose GET/HEAD reads may be answered by a replica (URL names, fnmatch patterns).
+DATABASE_REPLICA_READ_VIEWS = [
+    "care-stats",
+    "note-list",
+    "note-detail",
+    "resident-list",
+    "resident-detail",
+    "admin:*_changelist",
+]
+DATABASE_ROUTERS = ["carenotes.core.routers.ReplicaRouter"] if DATABASE_REPLICAS else []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis ----------------------------------------------------------------------------------

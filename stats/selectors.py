@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db import connection
 
 from carenotes.core.days import local_day_bounds
-from carenotes.core.db import prepared_cursor
+from carenotes.core.db import prepared_cursor, read_cursor
 from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Category, Patient
 from tenants.principal import TenantInfo
 
@@ -146,7 +146,7 @@ def care_stats_get(
         statements = (STATS_COUNTS_IN_FACILITIES_SQL, STATS_PATIENTS_IN_FACILITIES_SQL)
         scope = facility_ids
         params["facility_ids"] = list(facility_ids)
-        cursor = connection.cursor()
+        cursor = read_cursor()
     with cursor:
         cursor.execute(statements[0], params)
         counts = {
@@ -345,7 +345,7 @@ def care_stats_range_get(
         statements = (STATS_RANGE_COUNTS_IN_FACILITIES_SQL, STATS_RANGE_PATIENTS_IN_FACILITIES_SQL)
         scope = facility_ids
         params["facility_ids"] = list(facility_ids)
-        cursor = connection.cursor()
+        cursor = read_cursor()
     day_counts, facility_counts = {}, {}
     categories = len(Category.values)
     with cursor:

@@ -227,7 +227,8 @@ def test_the_prometheus_config_scrapes_web_with_the_token_secret():
     service = compose["services"]["prometheus"]
     (job,) = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
-    assert job["static_configs"] == [{"targets": ["web:8000"]}]
+    # Each of the web service's nodes (docker-compose.yml runs several), found by its name.
+    assert job["dns_sd_configs"] == [{"names": ["web"], "type": "A", "port": 8000}]
     assert job["authorization"]["type"] == "Bearer"
     # The token file is the compose secret made from METRICS_TOKEN.
     assert service["secrets"] == ["metrics_token"]

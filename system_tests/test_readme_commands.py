@@ -31,6 +31,8 @@ SKIPPED = {
     r"make load\b": "load runs: a minute or more of locust (tools/tests cover the verdict)",
     r"docker compose\b": "no Docker engine here: test_compose.py starts web with exactly the "
     "environment compose gives it and runs its healthcheck",
+    r"make cluster\b": "serves in the foreground until Ctrl-C: test_cluster.py starts the same "
+    "nodes and HAProxy (tools/cluster.py) and proves what they do",
     r"DATABASE_URL=postgres://\w+:\.\.\.@db/": "a production template: placeholder password, "
     "and db is a compose host name",
 }

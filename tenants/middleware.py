@@ -43,11 +43,13 @@ class RequestScope:
 class RowLevelSecurityMiddleware:
     """Scope each request's statements to its caller's tenants (tenants/rls.py).
 
-    The scope is not reset when the request ends: whatever uses the connection next passes
-    through ``db_scope_wrapper`` before its first statement, which puts that code's own
-    scope in force (``NO_TENANTS`` outside requests). Not resetting saves a round trip per
-    request, and a second one on the next request of the same caller, whose scope is then
-    already in force (docs/PERFORMANCE.md, "Uncached stats").
+    On a direct connection the scope is not reset when the request ends: whatever uses the
+    connection next passes through ``db_scope_wrapper`` before its first statement, which
+    puts that code's own scope in force (``NO_TENANTS`` outside requests). Not resetting
+    saves a round trip per request, and a second one on the next request of the same caller,
+    whose scope is then already in force (docs/PERFORMANCE.md, "Uncached stats"). Behind a
+    transaction pooler there is nothing to reset: each statement's scope ends with its
+    transaction.
     """
 
     def __init__(self, get_response):

@@ -8,10 +8,22 @@ listed in the session setting ``carenotes.tenant_ids``; trusted cross-tenant wor
 policies.
 
 Every statement Django sends goes through ``db_scope_wrapper`` (installed on each new
-connection). It compares the scope the code wants (``db_scope_current``) with the one last
-applied to that physical connection and, only when they differ, first sends one
-``set_config`` statement (role and both settings). Code that sends no SQL costs nothing: a
-warm stats cache hit still makes zero PostgreSQL round trips.
+connection). How it puts the scope the code wants (``db_scope_current``) in force depends on
+what sits between Django and PostgreSQL (``settings.DATABASE_POOLER``):
+
+- a direct connection (or a session pooler): the scope is a session setting. The wrapper
+  compares it with the one last applied to that physical connection and, only when they
+  differ, first sends one ``set_config`` statement (role and both settings).
+- a transaction pooler (PgBouncer ``pool_mode = transaction``): consecutive transactions of
+  one client may run on different server connections, and a server connection serves other
+  clients in between, so nothing session-level may be set or relied on. Every statement
+  carries its own scope, transaction-local (``set_config(..., true)``), in the same round
+  trip and the same transaction: written in front of the statement (one simple-protocol
+  message, which PostgreSQL runs as one implicit transaction when autocommit is on), or
+  pipelined ahead of it where that is impossible (server-side binding, executemany).
+
+Code that sends no SQL costs nothing: a warm stats cache hit still makes zero PostgreSQL
+round trips.
 
 Scopes, in order of trust:
 
@@ -29,12 +41,17 @@ Scopes, in order of trust:
 
 import contextlib
 import contextvars
+import functools
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+import psycopg
+from django.conf import settings
 from django.db.backends.base.base import NO_DB_ALIAS
 
+from carenotes.core.replicas import EVERY_TENANT, Reach, Tenancy, replica_bookkeeping_install
 from tenants.principal import Principal
 
 # The roles statements run as; created (NOLOGIN, no superuser, no BYPASSRLS) by migration
@@ -61,9 +78,21 @@ SCOPE_SQL = (
     f"SELECT set_config('role', %s, false), set_config('{TENANT_IDS_SETTING}', %s, false), "
     f"set_config('{ALL_TENANTS_SETTING}', %s, false)"
 )
+# Behind a transaction pooler: the same, undone when the statement's transaction ends.
+LOCAL_SCOPE_SQL = SCOPE_SQL.replace(", false)", ", true)")
+# settings.DATABASE_POOLER value for a pooler that hands out server connections per
+# transaction (PgBouncer pool_mode = transaction).
+TRANSACTION_POOLER = "transaction"
 
 # What Django sends for savepoints (DatabaseOperations.savepoint_*_sql).
 TRANSACTION_CONTROL_PREFIXES = ("SAVEPOINT ", "RELEASE SAVEPOINT ", "ROLLBACK TO SAVEPOINT ")
+# Statements PostgreSQL refuses inside a transaction block, an implicit one included. None of
+# them reads or writes rows under a policy, so behind a transaction pooler they run unscoped.
+NO_TRANSACTION_BLOCK = re.compile(
+    r"\s*(VACUUM\b|(CREATE|DROP)\s+DATABASE\b|ALTER\s+SYSTEM\b"
+    r"|(CREATE\s+(UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\b[^;]*?)\s+CONCURRENTLY\b)",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +107,12 @@ class DbScope:
         """Return the parameters of SCOPE_SQL for this scope."""
         switch = ALL_TENANTS_ON if self.all_tenants else ALL_TENANTS_OFF
         return [self.role, self.tenant_ids, switch]
+
+    def reach(self) -> Reach:
+        """Return the tenants whose rows a statement under this scope can see or change."""
+        if self.all_tenants:
+            return EVERY_TENANT
+        return Reach(tenant_ids=tuple(int(i) for i in self.tenant_ids.split(",") if i))
 
 
 NO_TENANTS = DbScope(role=APP_ROLE, tenant_ids="", all_tenants=False)
@@ -176,14 +211,63 @@ def scope_apply(db, scope: DbScope, raw_cursor) -> None:
     setattr(db, _APPLIED_ATTR, _Applied(db.connection, scope, not _in_transaction(db)))
 
 
+def scope_is_transaction_local() -> bool:
+    """Return True behind a transaction pooler: scopes must then live in transactions only."""
+    return settings.DATABASE_POOLER == TRANSACTION_POOLER
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@functools.lru_cache(maxsize=4096)
+def local_scope_prefix(scope: DbScope) -> str:
+    """Return LOCAL_SCOPE_SQL with the scope's values written in, as a statement prefix."""
+    # The values are role names, digits and commas, and on/off; quoted all the same.
+    return LOCAL_SCOPE_SQL.replace("%s", "{}").format(*map(_literal, scope.as_params())) + "; "
+
+
+def scoped_execute_local(scope: DbScope, execute, sql, params, many, context):
+    """Run ``sql`` with ``scope`` in force for its own transaction only, in one round trip.
+
+    Django's default (client-side binding) cursors send the scope in front of the statement
+    in one simple-protocol message: one implicit transaction in autocommit mode, or part of
+    the open transaction otherwise. The cursor then moves on to the statement's result.
+    Other cursors (server-side binding: prepared statements) and executemany pipeline the
+    scope ahead of the statement: before the pipeline's Sync, both share one transaction.
+    """
+    db = context["connection"]
+    # Nothing session-level is in force, or relied on, on a pooled connection.
+    setattr(db, _APPLIED_ATTR, None)
+    raw = context["cursor"].cursor
+    if not many and isinstance(sql, str) and isinstance(raw, psycopg.ClientCursor):
+        result = execute(local_scope_prefix(scope) + sql, params, many, context)
+        raw.nextset()
+        return result
+    # Errors of a pipelined statement surface when the pipeline syncs, outside Django's
+    # own error wrapping of execute: wrap them the same way.
+    with db.wrap_database_errors, db.connection.pipeline():
+        db.connection.cursor().execute(LOCAL_SCOPE_SQL, scope.as_params())
+        return execute(sql, params, many, context)
+
+
 def db_scope_wrapper(execute, sql, params, many, context):
-    """Execute wrapper: put the wanted scope in force on this connection, then run ``sql``."""
+    """Execute wrapper: run ``sql`` with the wanted scope in force on this connection."""
     # Savepoint statements touch no rows, and ROLLBACK TO SAVEPOINT must be the next
     # statement of an aborted transaction: nothing may be sent before it.
-    if not (isinstance(sql, str) and sql.startswith(TRANSACTION_CONTROL_PREFIXES)):
-        db = context["connection"]
-        scope_apply(db, db_scope_current(), context["cursor"].cursor)
+    if isinstance(sql, str) and sql.startswith(TRANSACTION_CONTROL_PREFIXES):
+        return execute(sql, params, many, context)
+    if scope_is_transaction_local():
+        if isinstance(sql, str) and NO_TRANSACTION_BLOCK.match(sql):
+            return execute(sql, params, many, context)
+        return scoped_execute_local(db_scope_current(), execute, sql, params, many, context)
+    scope_apply(context["connection"], db_scope_current(), context["cursor"].cursor)
     return execute(sql, params, many, context)
+
+
+# What the replica bookkeeping (carenotes.core.replicas) needs to know of tenancy: which
+# tables hold tenants' rows, and which tenants the statement about to run can reach.
+TENANCY = Tenancy(tenant_tables=frozenset(RLS_TABLES), reach=lambda: db_scope_current().reach())
 
 
 def db_scope_install(sender, connection, **kwargs) -> None:
@@ -193,3 +277,6 @@ def db_scope_install(sender, connection, **kwargs) -> None:
     if db_scope_wrapper not in connection.execute_wrappers:
         # First, so that it runs before any timing or logging wrapper of the request.
         connection.execute_wrappers.insert(0, db_scope_wrapper)
+    # Outside the scope wrapper: a write is seen as the code sent it, and a replica that
+    # fails, even while its scope is being set, is replaced by the primary.
+    replica_bookkeeping_install(connection, tenancy=TENANCY)

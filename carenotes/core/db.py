@@ -1,7 +1,9 @@
-"""Database helpers the ORM does not offer: prepared statements for hot, fixed SQL."""
+"""Database helpers the ORM does not offer: raw reads routed like ORM reads (to a fresh
+replica when one may answer), prepared statements for hot, fixed SQL."""
 
 import psycopg
-from django.db import connection
+from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
 
@@ -13,26 +15,45 @@ class _LoggedStatement:
     composed only when something reads it.
     """
 
-    def __init__(self, sql: str, params) -> None:
+    def __init__(self, db: BaseDatabaseWrapper, sql: str, params) -> None:
+        self._db = db
         self._sql = sql
         self._params = params
 
     @property
     def query(self) -> bytes:
-        return connection.ops.compose_sql(self._sql, self._params).encode()
+        return self._db.ops.compose_sql(self._sql, self._params).encode()
 
 
 class _PreparingCursor(psycopg.Cursor):
     """A server-side binding cursor that asks for every statement to be prepared."""
 
+    db: BaseDatabaseWrapper
+
     def execute(self, query, params=None, *, prepare=None, binary=None):
         result = super().execute(query, params, prepare=True, binary=binary)
-        self._query = _LoggedStatement(query, params)
+        self._query = _LoggedStatement(self.db, query, params)
         return result
 
 
+def read_connection() -> BaseDatabaseWrapper:
+    """Return the connection a raw read should use: what the router picks for a read.
+
+    With replicas configured that is a replica which has replayed the reader's tenants' last
+    writes, when the request may read from one (carenotes.core.replicas), else the primary.
+    Decided at each call: call it when the read is about to run, after any cache lookup whose
+    answer the read will be stored under.
+    """
+    return connections[router.db_for_read(None)]
+
+
+def read_cursor() -> CursorWrapper:
+    """Return a Django cursor for a raw read on ``read_connection()``."""
+    return read_connection().cursor()
+
+
 def prepared_cursor() -> CursorWrapper:
-    """Return a Django cursor whose statements PostgreSQL prepares (server-side binding).
+    """Return a Django cursor on ``read_connection()`` whose statements PostgreSQL prepares.
 
     Django's psycopg connections bind parameters on the client and disable prepared
     statements (for transaction-mode poolers), so every statement is parsed and planned anew.
@@ -42,7 +63,13 @@ def prepared_cursor() -> CursorWrapper:
     wrapping apply as to any other. Behind PgBouncer in transaction mode this needs
     ``max_prepared_statements`` (PgBouncer 1.21+).
     """
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        raw = _PreparingCursor(connection.connection)
-    return connection._prepare_cursor(raw)
+    db = read_connection()
+    db.ensure_connection()
+    if db.connection.prepare_threshold is None:
+        # Prepared statements are off (DATABASE_PREPARED_STATEMENTS=0, the default behind a
+        # transaction pooler): Django's own cursor, bound on the client like every other.
+        return db.cursor()
+    with db.wrap_database_errors:
+        raw = _PreparingCursor(db.connection)
+    raw.db = db
+    return db._prepare_cursor(raw)
