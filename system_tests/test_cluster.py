@@ -11,6 +11,7 @@ import http.client
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -108,8 +109,11 @@ def cluster(django_db_setup, django_db_blocker) -> Iterator[Cluster]:
         status_port=free_port(),
         nodes=(nodes[0].port, nodes[1].port),
     )
-    with started(*nodes, balancer):
-        yield Cluster(nodes=nodes, balancer=balancer)
+    try:
+        with started(*nodes, balancer):
+            yield Cluster(nodes=nodes, balancer=balancer)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _parent_env() -> dict[str, str]:
