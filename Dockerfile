@@ -1,4 +1,12 @@
 # carenotes web image: gunicorn serving the Django app; configured only by environment.
+
+# The dashboard's browser libraries, from npm with the committed lock file (package.json);
+# only node_modules/ goes on to the image, where collectstatic gathers them under vendor/.
+FROM node:20-slim AS assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
@@ -9,6 +17,8 @@ COPY pyproject.toml README.md ./
 COPY carenotes ./carenotes
 COPY tenants ./tenants
 COPY stats ./stats
+COPY dashboard ./dashboard
+COPY --from=assets /assets/node_modules ./node_modules
 COPY tools ./tools
 COPY manage.py gunicorn.conf.py locustfile.py ./
 # EXTRAS="[load]" builds the locust image of docker-compose.yml from the same code.

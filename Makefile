@@ -28,7 +28,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-install: $(STAMP)
+# The dashboard's browser libraries (package.json / package-lock.json) into node_modules/,
+# served by the app under static/vendor/ (settings.STATICFILES_DIRS); again when the lock changes.
+NPM_STAMP := node_modules/.package-lock.json
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make install needs npm (Node.js 20): install the 'npm' package"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(STAMP) $(NPM_STAMP)
 
 migrate: install
 	$(MANAGE) migrate --noinput

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "tenants",
     "carenotes.notes",
     "stats",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -321,6 +322,16 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 # /healthz must answer plain HTTP probes from the orchestrator even with SSL redirect on.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
+# --- Dashboard (dashboard/): session sign-in, vendored browser libraries, CSP ----------------
+# The managers' dashboard signs in with Django's session login, not the admin's.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:index"
+LOGOUT_REDIRECT_URL = "login"
+# Browser libraries come from npm (package.json, installed by `make install` / the Dockerfile's
+# node stage into node_modules/) and are served by the app under static/vendor/: no CDN.
+NODE_MODULES_DIR = BASE_DIR / "node_modules"
+STATICFILES_DIRS = [("vendor/chart.js", NODE_MODULES_DIR / "chart.js" / "dist")]
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_FORMATS = ("json", "text")

@@ -1,4 +1,5 @@
-"""URL configuration: health probes, metrics, the API, its documentation and the admin."""
+"""URL configuration: health probes, metrics, the API, its documentation, the admin and the
+dashboard."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -7,13 +8,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from carenotes.core.health import healthz, readyz
 from carenotes.core.metrics import METRICS_ROUTE, metrics_view
+from dashboard.urls import account_urlpatterns, api_urlpatterns
 
-# Where `/` leads, and with it the admin's "View site" link (its site_url is `/`): the API
-# documentation, until the dashboard lives at /dashboard/.
-HOME_TARGET = "swagger-ui"
+# Where `/` leads, and with it the admin's "View site" link (its site_url is `/`; shown to
+# those who may see a dashboard, dashboard/admin.py): the managers' dashboard, which sends
+# anyone not signed in to the login page. The API documentation stays at /api/docs/.
+HOME_TARGET = "dashboard:index"
 
 urlpatterns = [
-    # 302, not 301: the target will change, so browsers must not remember it.
+    # 302, not 301: the target may change again, so browsers must not remember it.
     path("", RedirectView.as_view(pattern_name=HOME_TARGET, permanent=False), name="home"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
@@ -25,4 +28,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
+    # The managers' dashboard (dashboard/): its pages, its API endpoint, the session sign-in.
+    path("dashboard/", include("dashboard.urls")),
+    path("api/", include(api_urlpatterns)),
+    path("accounts/", include(account_urlpatterns)),
 ]

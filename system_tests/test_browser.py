@@ -152,16 +152,22 @@ def test_tenant_admin_filters_notes_in_the_admin_and_swagger_ui_renders(
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 0
 
-    # "View site" leads to the API documentation, not to a bare 404.
+    # "View site" leads to the tenant's dashboard (the admin's session signs in there too).
     page.click("#user-tools a:has-text('View site')")
+    page.wait_for_selector("#dashboard-data", state="attached")
+    assert "/dashboard/" in page.url
+    assert world.tenant_name in page.content()
+    assert world.other_tenant_name not in page.content()
+
+    page.goto(f"{base_url}/api/docs/")
     page.wait_for_selector(".swagger-ui .opblock")
-    assert page.url == f"{base_url}/api/docs/"
     operations = page.locator(".opblock-summary-path").all_inner_texts()
     assert "/api/notes/" in operations
     assert "/api/notes/{note_id}/" in operations
     assert "/api/residents/" in operations
     assert "/api/residents/{patient_id}/" in operations
     assert "/api/care-stats/" in operations
+    assert "/api/residents/attention/" in operations
 
 
 def test_superuser_sees_facilities_named_with_their_tenant_and_every_column(

@@ -49,6 +49,15 @@ PUBLIC = codes(*[OK] * 7)
 A_MEMBERS_API = codes(UNAUTHORIZED, UNAUTHORIZED, OK, OK, OK, NOT_FOUND, OK)
 # The admin lets in staff only; everyone else is sent to the login page.
 STAFF = codes(FOUND, FOUND, FOUND, FOUND, OK, OK, OK)
+# Tenant A's dashboard: its managers and admins and superusers; carers get a 403 page,
+# members of B a 404, and callers without a session the login page.
+A_DASHBOARD = codes(FOUND, FOUND, FORBIDDEN, OK, OK, NOT_FOUND, OK)
+# The dashboard's API: the API's 401s, then the dashboard's roles.
+A_DASHBOARD_API = codes(UNAUTHORIZED, UNAUTHORIZED, FORBIDDEN, OK, OK, NOT_FOUND, OK)
+# Signed-in pages that are not about a tenant (password change).
+SIGNED_IN = codes(FOUND, FOUND, *[OK] * 5)
+# A range holding the world's notes (NOTE_TIME), so the dashboard has A's numbers to show.
+DASHBOARD_QUERY = "period=custom&date_from=2025-03-01&date_to=2025-03-31"
 
 
 @dataclass
@@ -223,6 +232,39 @@ ROUTES: dict[str, list[Visit]] = {
         ),
     ],
     "admin:index": [Visit("get", lambda w: "/admin/", STAFF)],
+    # The managers' dashboard (dashboard/): the picker sends a one-tenant user on (302) and
+    # shows superusers every tenant; carers of A only have no dashboard at all (403).
+    "dashboard:index": [
+        Visit("get", lambda w: "/dashboard/", codes(*[FOUND] * 2, FORBIDDEN, *[FOUND] * 3, OK))
+    ],
+    **{
+        name: [
+            Visit(
+                "get",
+                lambda w, p=path: f"/dashboard/{w.a.tenant.pk}/{p}?{DASHBOARD_QUERY}",
+                A_DASHBOARD,
+            )
+        ]
+        for name, path in (
+            ("dashboard:tenant", ""),
+            ("dashboard:attention", "attention/"),
+            ("dashboard:high-priority", "high-priority/"),
+            ("dashboard:export-counts", "export/counts.csv"),
+            ("dashboard:export-high-priority", "export/high-priority.csv"),
+        )
+    },
+    "residents-attention": [
+        Visit(
+            "get",
+            lambda w: f"/api/residents/attention/?tenant_id={w.a.tenant.pk}&hours=1",
+            A_DASHBOARD_API,
+        )
+    ],
+    "login": [Visit("get", lambda w: "/accounts/login/", PUBLIC)],
+    # Signing out is a POST (with CSRF); a GET changes nothing.
+    "logout": [Visit("get", lambda w: "/accounts/logout/", codes(*[NOT_ALLOWED] * 7))],
+    "password_change": [Visit("get", lambda w: "/accounts/password_change/", SIGNED_IN)],
+    "password_change_done": [Visit("get", lambda w: "/accounts/password_change/done/", SIGNED_IN)],
     # Signed-in staff are sent on to the index; anyone else sees the form.
     "admin:login": [Visit("get", lambda w: "/admin/login/", codes(*[OK] * 4, *[FOUND] * 3))],
     "admin:logout": [
@@ -419,8 +461,14 @@ def _ids_in(data, found: dict[str, set[int]] | None = None) -> dict[str, set[int
     return found
 
 
+def _body(response) -> bytes:
+    if response.streaming:  # the CSV exports
+        return b"".join(response.streaming_content)
+    return response.content
+
+
 def _leaks(response, other: Side) -> list[str]:
-    text = response.content.decode(errors="replace")
+    text = _body(response).decode(errors="replace")
     leaks = [f"text {marker!r}" for marker in other.markers() if marker in text]
     if response.get("Content-Type", "").startswith("application/json") and text:
         mentioned = _ids_in(json.loads(text))
@@ -468,6 +516,17 @@ def test_tenant_a_stats_count_only_tenant_a_notes(world):
         assert (body["total_notes"], body["facility_ids"]) == (A_NOTES, [world.a.facility.pk])
 
 
+def test_tenant_a_dashboard_and_exports_count_only_tenant_a_notes(world):
+    base = f"/dashboard/{world.a.tenant.pk}/"
+    for principal in ("manager_a", "admin_a", "superuser"):
+        client = world.clients[principal]
+        page = client.get(f"{base}?{DASHBOARD_QUERY}").content.decode()
+        assert world.a.facility.name in page and world.a.notes[0].body not in page
+        assert f'"total_notes": {A_NOTES}' in page
+        counts = _body(client.get(f"{base}export/counts.csv?{DASHBOARD_QUERY}")).decode()
+        assert sum(int(line.rsplit(",", 1)[1]) for line in counts.splitlines()[1:]) == A_NOTES
+
+
 def test_tenant_a_range_stats_count_only_tenant_a_notes_and_residents(world):
     url = (
         f"/api/care-stats/?tenant_id={world.a.tenant.pk}"
@@ -488,6 +547,7 @@ TENANT_LISTS = {
     "/api/notes/": "",
     "/api/residents/": "",
     "/api/care-stats/": f"&date={STATS_DAY}",
+    "/api/residents/attention/": "",
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("carenotes", "tenants", "stats", "bench", "tools", "system_tests")
+PACKAGES = ("carenotes", "tenants", "stats", "dashboard", "bench", "tools", "system_tests")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
@@ -44,6 +44,7 @@ def test_the_contracts_are_kept(tree):
         ("carenotes/core/probe.py", "import stats.views\n", "Infrastructure imports no app"),
         ("tenants/probe.py", "import carenotes.notes.models\n", "Tenancy imports neither"),
         ("carenotes/notes/probe.py", "import stats.cache\n", "Apps are layered"),
+        ("stats/probe.py", "import dashboard.views\n", "Apps are layered"),
         ("tools/probe.py", "import tenants.models\n", "Tooling and load generation"),
         ("stats/probe.py", "import carenotes.settings\n", "Nothing imports the settings"),
         ("tenants/probe_cycle.py", "import tenants.selectors\n", "No import cycles"),

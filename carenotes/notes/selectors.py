@@ -1,11 +1,12 @@
 """Reads for the care-note domain: notes and residents (patients), as keyset-paginated lists
-and single rows."""
+and single rows, and the residents who have gone without a note."""
 
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 from rest_framework.exceptions import NotFound, ValidationError
 
@@ -204,3 +205,123 @@ def patient_get(*, principal: Principal, patient_id: int) -> Patient:
 def patient_exists(*, tenant_id: int, patient_id: int) -> bool:
     """Return True when ``patient_id`` is a patient of the tenant."""
     return Patient.objects.filter(tenant_id=tenant_id, pk=patient_id).exists()
+
+
+# --- residents needing attention ---------------------------------------------------------------
+
+ATTENTION_HOURS_DEFAULT = 24
+ATTENTION_HOURS_MIN = 1
+ATTENTION_HOURS_MAX = 168  # a week
+ATTENTION_PAGE_SIZE_DEFAULT = 50
+ATTENTION_PAGE_SIZE_MAX = 200
+_NEVER = "never"
+
+# One probe of carenote_patient_recent_idx (tenant_id, patient_id, created_at DESC) per
+# resident of the scope: the newest note's time, an index-only read whatever the number of
+# notes (carenotes/notes/tests/test_attention.py holds the plan to it). The residents are read
+# through patient_tenant_facility_idx; ordering and the keyset work on at most their number.
+_ATTENTION_SQL = (
+    "SELECT p.id, p.reference, p.display_name, p.facility_id, f.name, last_note.created_at "
+    f"FROM {Patient._meta.db_table} AS p "
+    "JOIN tenants_facility AS f ON f.tenant_id = p.tenant_id AND f.id = p.facility_id "
+    "LEFT JOIN LATERAL ("
+    f"SELECT n.created_at FROM {CareNote._meta.db_table} AS n "
+    "WHERE n.tenant_id = %(tenant_id)s::bigint AND n.patient_id = p.id "
+    "ORDER BY n.created_at DESC LIMIT 1"
+    ") AS last_note ON TRUE "
+    "WHERE p.tenant_id = %(tenant_id)s::bigint{facilities} "
+    "AND (last_note.created_at IS NULL OR last_note.created_at < %(cutoff)s){after} "
+    "ORDER BY last_note.created_at ASC NULLS FIRST, p.id ASC "
+    "LIMIT %(limit)s"
+)
+_ATTENTION_IN_FACILITIES = " AND p.facility_id = ANY(%(facility_ids)s::bigint[])"
+# After a resident with no note: the other never-noted ones of higher id, then every noted one.
+_ATTENTION_AFTER_NEVER = " AND (last_note.created_at IS NOT NULL OR p.id > %(after_id)s::bigint)"
+_ATTENTION_AFTER_NOTED = " AND (last_note.created_at, p.id) > (%(after_at)s, %(after_id)s::bigint)"
+
+
+def attention_cutoff(*, now: datetime, hours: int) -> datetime:
+    """Return the instant since which a resident listed as needing attention has no note."""
+    return now - timedelta(hours=hours)
+
+
+@dataclass(frozen=True)
+class ResidentAttention:
+    """A resident with no care note since the cutoff, and when their last note was (or None)."""
+
+    patient_id: int
+    reference: str
+    display_name: str
+    facility_id: int
+    facility_name: str
+    last_note_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AttentionCursor:
+    """Position after the last resident of a page: (last note time or never, patient id)."""
+
+    last_note_at: datetime | None
+    patient_id: int
+
+    def encode(self) -> str:
+        when = self.last_note_at.isoformat() if self.last_note_at else _NEVER
+        raw = f"{when}|{self.patient_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str) -> "AttentionCursor":
+        """Parse a cursor made by ``encode``; raise ValueError on anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+            when_text, id_text = raw.split("|")
+            when = None if when_text == _NEVER else datetime.fromisoformat(when_text)
+            patient_id = int(id_text)
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError("invalid cursor") from exc
+        if (when is not None and when.tzinfo is None) or not 0 < patient_id <= BIGINT_MAX:
+            raise ValueError("invalid cursor")
+        return cls(last_note_at=when, patient_id=patient_id)
+
+
+def patient_attention_list(
+    *,
+    tenant: TenantInfo,
+    facility_ids: tuple[int, ...] | None,
+    hours: int,
+    now: datetime,
+    cursor: AttentionCursor | None = None,
+    page_size: int = ATTENTION_PAGE_SIZE_DEFAULT,
+) -> tuple[list[ResidentAttention], AttentionCursor | None]:
+    """Return one page of the residents with no note in the ``hours`` before ``now``.
+
+    Residents who never had a note come first, then the others by their last note, oldest
+    first (ties by id); the second value is the cursor of the next page, or None.
+    ``facility_ids``: None for every facility, else a validated subset of the tenant's.
+    """
+    params = {
+        "tenant_id": tenant.id,
+        "cutoff": attention_cutoff(now=now, hours=hours),
+        "limit": page_size + 1,
+    }
+    facilities = ""
+    if facility_ids is not None:
+        facilities = _ATTENTION_IN_FACILITIES
+        params["facility_ids"] = list(facility_ids)
+    after = ""
+    if cursor is not None:
+        params["after_id"] = cursor.patient_id
+        if cursor.last_note_at is None:
+            after = _ATTENTION_AFTER_NEVER
+        else:
+            after = _ATTENTION_AFTER_NOTED
+            params["after_at"] = cursor.last_note_at
+    with connection.cursor() as db_cursor:
+        db_cursor.execute(_ATTENTION_SQL.format(facilities=facilities, after=after), params)
+        rows = [ResidentAttention(*row) for row in db_cursor.fetchall()]
+    if len(rows) <= page_size:
+        return rows, None
+    last = rows[page_size - 1]
+    return rows[:page_size], AttentionCursor(
+        last_note_at=last.last_note_at, patient_id=last.patient_id
+    )

@@ -80,11 +80,12 @@ def two_tenant_admin_client(sydney, london) -> Client:
 # --- "View site" and / ---------------------------------------------------------------------
 
 
-def test_root_redirects_to_the_api_documentation(client):
+def test_root_redirects_to_the_dashboard(client):
     response = client.get("/")
-    assert response.status_code == HTTPStatus.FOUND  # not 301: the target will change
-    assert response["Location"] == "/api/docs/"
-    assert client.get(response["Location"]).status_code == HTTPStatus.OK
+    assert response.status_code == HTTPStatus.FOUND  # not 301: the target may change
+    assert response["Location"] == "/dashboard/"
+    # Not signed in: the dashboard sends the caller to its login page.
+    assert client.get(response["Location"])["Location"] == "/accounts/login/?next=/dashboard/"
 
 
 @pytest.mark.parametrize("who", ["tenant admin", "superuser"])
@@ -93,8 +94,11 @@ def test_view_site_leads_somewhere_useful(who, sydney_admin_client, superuser_cl
     page = client.get("/admin/").content.decode()
     assert '<a href="/">View site</a>' in page
     landing = client.get("/", follow=True)
-    assert landing.redirect_chain == [("/api/docs/", HTTPStatus.FOUND)]
+    assert landing.redirect_chain[0] == ("/dashboard/", HTTPStatus.FOUND)
     assert landing.status_code == HTTPStatus.OK
+    # A one-tenant admin lands on their dashboard; a superuser picks among every tenant.
+    landed = 'id="dashboard-data"' if who == "tenant admin" else "Choose a care organisation"
+    assert landed in landing.content.decode()
 
 
 # --- Local times ---------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The managers' dashboard: server-rendered pages over the analytics and care-note selectors."""
