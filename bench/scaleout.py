@@ -139,6 +139,7 @@ def run(*, notes: int, rounds: int, seconds: float, connections: int) -> dict:
     )
     primary = PostgresServer.primary()
     servers: list = []
+    scratch: Path | None = None
     try:
         primary.start()
         servers.append(primary)
@@ -273,6 +274,8 @@ def run(*, notes: int, rounds: int, seconds: float, connections: int) -> dict:
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
                 _say(f"stopping {type(server).__name__} failed: {exc}")
         shutil.rmtree(primary.data_dir.parent, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def statements_table(report: dict) -> str:

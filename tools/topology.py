@@ -229,6 +229,7 @@ class PgBouncer:
     pool_size: int = 1
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    run_dir: Path | None = None
 
     @classmethod
     def in_front_of(cls, settings_dict: dict, **kwargs) -> "PgBouncer":
@@ -264,7 +265,7 @@ class PgBouncer:
 
     def start(self) -> None:
         program = program_required("pgbouncer", package="pgbouncer")
-        run_dir = service_dir("pgbouncer")
+        run_dir = self.run_dir = service_dir("pgbouncer")
         config = self.configure(run_dir)
         self.log_path = run_dir / "pgbouncer.log"
         self.process = subprocess.Popen(
@@ -301,3 +302,5 @@ class PgBouncer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=START_TIMEOUT)
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
