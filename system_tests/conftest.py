@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tools.topology import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_STAMP = ROOT / ".venv" / ".installed"
@@ -43,12 +44,6 @@ def newcomer_environment() -> dict[str, str]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -62,7 +57,7 @@ class Checkout:
     """A copy of the repository as a newcomer has it, and what its `make run` started."""
 
     path: Path
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=newcomer_environment)
     server: subprocess.Popen | None = None
     log_path: Path | None = None

@@ -10,7 +10,6 @@ import ast
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from system_tests.compose import (
     service_environment,
 )
 from tools import devenv
+from tools.topology import free_port
 
 SETTINGS_SOURCES = (ROOT / "carenotes" / "settings.py", ROOT / "gunicorn.conf.py")
 ENV_HELPERS = {name for name in dir(env_module) if name.startswith("env_")}
@@ -142,12 +142,6 @@ def test_the_healthcheck_host_is_allowed_whatever_env_allows(dotenv):
     assert web["DJANGO_ALLOWED_HOSTS"].split(",") == ["carenotes.example.org", "127.0.0.1", "lb"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _web_process_environment(web: dict[str, str], dotenv: Path) -> dict[str, str]:
     """Return web's environment with the compose-network addresses swapped for the test servers."""
     password = dotenv_parse(dotenv.read_text())["POSTGRES_PASSWORD"]
@@ -192,7 +186,7 @@ def test_web_with_the_compose_environment_passes_its_healthcheck(dotenv, tmp_pat
     environment = _web_process_environment(
         service_environment(services["web"], dotenv=dotenv), dotenv
     )
-    port = _free_port()
+    port = free_port()
     command = dockerfile_cmd(DOCKERFILE.read_text())
     assert command[0] == "gunicorn" and COMPOSE_BIND in command
     command = [

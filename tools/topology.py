@@ -49,11 +49,21 @@ def program_required(name: str, *, package: str) -> str:
     return found
 
 
+# Ports this process has handed out. A port is only reserved once its server binds it, and
+# the kernel may offer a just-closed port again: without this, two servers of one topology
+# chosen before either starts could be given the same port (HAProxy's status port and a node).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a loopback TCP port nothing listens on (the kernel's choice)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """Return a loopback TCP port nothing listens on, never the same one twice per process."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def postgres_program(name: str) -> str:
