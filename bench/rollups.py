@@ -1,7 +1,7 @@
 """What the stats day rollups cost their writers: POST /api/notes/ and seed_notes, with and without.
 
-Two databases on the same server, prepared alike: ``carenotes_bench_rollups_on`` with every
-migration, ``carenotes_bench_rollups_off`` with the stats migrations unapplied (no rollup
+Two databases on the same server, prepared alike: ``<database>_bench_rollups_on`` with every
+migration, ``<database>_bench_rollups_off`` with the stats migrations unapplied (no rollup
 tables, no triggers) — the same code otherwise. The measurements alternate between the two,
 the order swapped every round, so that a shared machine's noise falls on both:
 
@@ -28,9 +28,9 @@ from pathlib import Path
 import psycopg
 
 from bench.stats import (
-    BENCH_PORT,
     BENCH_SEED,
     DATA_DIR,
+    bench_database_name,
     bench_database_url,
     ensure_database,
     manage,
@@ -50,7 +50,7 @@ def _say(message: str) -> None:
 
 def side_env(side: str, base_env: dict[str, str]) -> dict[str, str]:
     """Return the environment of one side: its database (migrated as the side wants)."""
-    database = f"carenotes_bench_rollups_{side}"
+    database = bench_database_name(base_env["DATABASE_URL"], f"rollups_{side}")
     ensure_database(base_env["DATABASE_URL"], database)
     env = {
         **base_env,
@@ -147,8 +147,8 @@ def post_rounds(base_env: dict[str, str], *, requests: int) -> dict:
         seed(envs[side], notes=POST_SEED_NOTES, credentials=credentials[side])
     samples: dict[str, list[float]] = {side: [] for side in SIDES}
     with (
-        server(envs["off"], stats_cache=True, port=BENCH_PORT) as off_url,
-        server(envs["on"], stats_cache=True, port=BENCH_PORT + 1) as on_url,
+        server(envs["off"], stats_cache=True) as off_url,
+        server(envs["on"], stats_cache=True) as on_url,
     ):
         clients = {
             "off": _client(off_url, envs["off"], credentials["off"]),

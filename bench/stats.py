@@ -25,12 +25,12 @@ import psycopg
 
 from bench import report
 from bench.wrk import median_of, run_wrk, wrk_available
+from tools.topology import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / ".data" / "bench"
 OUT_DIR = ROOT / "docs" / "benchmarks"
 BENCH_SEED = 42
-BENCH_PORT = int(os.environ.get("BENCH_PORT", "8400"))
 BENCH_THROTTLE_RATE = "100000000/h"
 BENCH_THROTTLED_SCOPES = ("STATS", "ME", "NOTES_READ", "NOTES_WRITE")
 SERVER_START_TIMEOUT = 60.0
@@ -70,6 +70,16 @@ def bench_database_url(base_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def bench_database_name(base_url: str, purpose: str) -> str:
+    """Return the name of a benchmark database beside ``base_url``'s own, e.g. carenotes_bench_1m.
+
+    Named after the configured database, so two checkouts sharing one server (CI and a
+    developer, two developers) never seed or measure each other's benchmark data.
+    """
+    base = urlsplit(base_url).path.lstrip("/") or "carenotes"
+    return f"{base}_bench_{purpose.replace('-', '_')}"
+
+
 def ensure_database(base_url: str, name: str) -> None:
     with psycopg.connect(base_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
@@ -88,7 +98,7 @@ def note_count(database_url: str) -> int:
 
 def prepare(name: str, size: Size, base_env: dict[str, str]) -> tuple[dict[str, str], Path]:
     """Migrate and (if needed) seed the size's database; return its env and credentials."""
-    database = f"carenotes_bench_{name.replace('-', '_')}"
+    database = bench_database_name(base_env["DATABASE_URL"], name)
     ensure_database(base_env["DATABASE_URL"], database)
     env = {**base_env, "DATABASE_URL": bench_database_url(base_env["DATABASE_URL"], database)}
     # Each size has its own cache namespace so sizes never read each other's answers.
@@ -127,8 +137,13 @@ def vacuum_rollups(database_url: str) -> None:
 
 
 @contextmanager
-def server(env: dict[str, str], *, stats_cache: bool, port: int):
-    """Run gunicorn with the production config on ``port``; yield its base URL."""
+def server(env: dict[str, str], *, stats_cache: bool):
+    """Run gunicorn with the production config on a free loopback port; yield its base URL.
+
+    The port is the kernel's choice, so a benchmark never measures another program's server
+    that happens to listen on a fixed port (two runs on one machine, a developer's make run).
+    """
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     server_env = {
         **env,
@@ -210,8 +225,8 @@ def run_size(
     result: dict = {"size": name, "notes": size.notes, "tenants": size.tenants}
     with (
         tempfile.TemporaryDirectory() as scratch,
-        server(env, stats_cache=True, port=BENCH_PORT) as cached_url,
-        server(env, stats_cache=False, port=BENCH_PORT + 1) as uncached_url,
+        server(env, stats_cache=True) as cached_url,
+        server(env, stats_cache=False) as uncached_url,
     ):
         _say(f"{name}: in-process measurements")
         result.update(measure_in_process(env, cached_url, credentials, repeat))
