@@ -241,6 +241,7 @@ class NoteListCreateView(APIView):
                 OpenApiTypes.URI,
                 location=OpenApiParameter.HEADER,
                 response=[201],
+                required=True,
                 description="URL of the new note (`GET /api/notes/{note_id}/`).",
             ),
             OpenApiParameter(
