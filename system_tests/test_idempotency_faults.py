@@ -157,6 +157,16 @@ def _stored_ids(body: str) -> list[int]:
     return list(CareNote.objects.filter(body=body).values_list("id", flat=True))
 
 
+def _send_to_the_closed_gate(served: World, gate: Gate, bodies: list[str]) -> list[Sender]:
+    """Close the gate, POST each body with its key; return once one request is at the gate."""
+    gate.close()
+    senders = [Sender(served, gate.key, body) for body in bodies]
+    for sender in senders:
+        sender.start()
+    wait_until(lambda: gate.waiting(), timeout=GATE_TIMEOUT, message="no request at the gate")
+    return senders
+
+
 def _without_headers(data: dict) -> dict:
     return {name: value for name, value in data.items() if name != "_headers"}
 
@@ -166,10 +176,7 @@ def test_a_worker_killed_after_the_commit_and_before_the_answer_retry_replays_th
     gate,
 ):
     body = f"killed-worker {uuid.uuid4()}"
-    gate.close()
-    first = Sender(world, gate.key, body)
-    first.start()
-    wait_until(lambda: gate.waiting(), timeout=GATE_TIMEOUT, message="no request at the gate")
+    first = _send_to_the_closed_gate(world, gate, [body])[0]
     # The request's transaction holds its key, note and answer; its COMMIT is at the gate.
     victims = world.server.worker_pids()
     for pid in victims:
@@ -196,10 +203,7 @@ def test_a_backend_terminated_mid_request_the_waiting_retry_records_the_note_onc
     gate,
 ):
     body = f"terminated-backend {uuid.uuid4()}"
-    gate.close()
-    first = Sender(world, gate.key, body)
-    first.start()
-    wait_until(lambda: gate.waiting(), timeout=GATE_TIMEOUT, message="no request at the gate")
+    first = _send_to_the_closed_gate(world, gate, [body])[0]
     (backend,) = gate.waiting()
     # The client gives up and retries while the first request is still running: the retry
     # waits on the unique index for the first request's transaction.
@@ -236,11 +240,7 @@ def test_fifty_concurrent_identical_requests_record_one_note_and_get_one_answer(
     gate,
 ):
     body = f"crowd {uuid.uuid4()}"
-    gate.close()
-    crowd = [Sender(world, gate.key, body) for _ in range(CROWD)]
-    for sender in crowd:
-        sender.start()
-    wait_until(lambda: gate.waiting(), timeout=GATE_TIMEOUT, message="no request at the gate")
+    crowd = _send_to_the_closed_gate(world, gate, [body] * CROWD)
     wait_until(
         lambda: _blocked_on_a_transaction() >= 1,
         timeout=GATE_TIMEOUT,
