@@ -61,7 +61,8 @@ TAKEOVER_SQL = (
 )
 STORED_SQL = (
     f"SELECT fingerprint, response_status, response_body FROM {_TABLE} "
-    "WHERE user_id = %(user_id)s AND key = %(key)s AND response_status IS NOT NULL"
+    "WHERE user_id = %(user_id)s AND key = %(key)s AND expires_at > %(now)s "
+    "AND response_status IS NOT NULL"
 )
 STORE_SQL = f"UPDATE {_TABLE} SET response_status = %s, response_body = %s WHERE id = %s"
 # One short transaction per batch; rows a takeover holds are left for the next run.
@@ -117,7 +118,8 @@ def _one(sql: str, params) -> tuple | None:
 def _claim(params: dict) -> int | Answer:
     """Return the id of the row claimed for this request, or the stored answer to replay."""
     for _ in range(CLAIM_ATTEMPTS):
-        row = _one(CLAIM_SQL, params) or _one(TAKEOVER_SQL, params)
+        # A conflict waits for the transaction holding the key, so what follows reads its end.
+        row = _one(CLAIM_SQL, params)
         if row is not None:
             return row[0]
         stored = _one(STORED_SQL, params)
@@ -126,6 +128,9 @@ def _claim(params: dict) -> int | Answer:
             if fingerprint != params["fingerprint"]:
                 raise IdempotencyKeyReused()
             return Answer(status=status, body=json.loads(body), replayed=True)
+        row = _one(TAKEOVER_SQL, params)
+        if row is not None:
+            return row[0]
     # Held by a row this caller may not see: the same user's key, sent to another tenant.
     raise IdempotencyKeyReused({IDEMPOTENCY_HEADER: [IDEMPOTENCY_KEY_FOREIGN_ERROR]})
 
