@@ -93,7 +93,7 @@ def idempotency_key_parse(value: str | None) -> str | None:
     """Return the header's key, None without the header; raise ValidationError naming it."""
     if value is None:
         return None
-    if not _KEY_RE.match(value):
+    if not _KEY_RE.fullmatch(value):
         raise ValidationError({IDEMPOTENCY_HEADER: [IDEMPOTENCY_KEY_ERROR]})
     return value
 

@@ -92,11 +92,12 @@ def test_the_same_key_with_another_body_is_422_naming_the_header(carer_client, p
         "x" * (IDEMPOTENCY_KEY_MAX_LENGTH + 1),
         "tab\there",
         "line\nbreak",
+        "trailing-newline\n",
         "nul\x00",
         "del\x7f",
         "café",
     ],
-    ids=["empty", "too-long", "tab", "newline", "nul", "del", "non-ascii"],
+    ids=["empty", "too-long", "tab", "newline", "trailing-newline", "nul", "del", "non-ascii"],
 )
 def test_a_malformed_key_is_400_naming_the_header_and_records_nothing(carer_client, patient, key):
     response = _post(carer_client, note_payload(patient), key=key)
