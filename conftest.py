@@ -67,3 +67,19 @@ def _rls_system_scope():
 
     with rls_system():
         yield
+
+
+@pytest.fixture
+def patient():
+    """A resident of a facility of a tenant of its own (a module may define its own)."""
+    from carenotes.notes.tests.factories import PatientFactory
+
+    return PatientFactory()
+
+
+@pytest.fixture
+def carer_client(token_client, patient) -> APIClient:
+    """An API client acting as a carer of the ``patient`` fixture's tenant."""
+    from tenants.tests.factories import MembershipFactory
+
+    return token_client(MembershipFactory(tenant=patient.tenant, role="carer").user)

@@ -418,3 +418,11 @@ AXES_VERBOSE = False
 # --- Care notes -----------------------------------------------------------------------------
 # How far back a carer may date a note (care recorded after the fact, e.g. after a night shift).
 NOTE_BACKDATE_DAYS = env_int("NOTE_BACKDATE_DAYS", 7)
+# How long an Idempotency-Key of POST /api/notes/ is remembered: a retry within it replays the
+# first answer; after it the key is new again (carenotes/notes/idempotency.py). The
+# purge_idempotency_keys command deletes the expired ones.
+IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+if IDEMPOTENCY_KEY_TTL_HOURS < 1:
+    raise ImproperlyConfigured(
+        f"IDEMPOTENCY_KEY_TTL_HOURS must be 1 or more, got {IDEMPOTENCY_KEY_TTL_HOURS}"
+    )

@@ -182,10 +182,14 @@ class Gunicorn:
             self.process.wait(timeout=START_TIMEOUT)
 
 
-def request(method: str, port: int, path: str, *, body=None, token=None) -> tuple[int, dict]:
+def request(
+    method: str, port: int, path: str, *, body=None, token=None, headers=None
+) -> tuple[int, dict]:
     """Send one HTTP request on a fresh connection; return (status, JSON body or {})."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
-    headers = {"Authorization": f"Token {token}"} if token else {}
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = f"Token {token}"
     payload = None
     if body is not None:
         payload = json.dumps(body)

@@ -18,6 +18,7 @@ from django.contrib.auth.models import Group
 from django.urls import URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from carenotes.notes.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, REPLAYED_VALUE
 from carenotes.notes.models import CareNote
 from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
 from tenants.models import ApiToken, Membership, Role
@@ -563,3 +564,29 @@ def test_a_repeated_tenant_id_is_the_same_400_for_every_caller_in_any_order(worl
     # Members, non-members and superusers alike learn only that the parameter was repeated.
     expected = (HTTPStatus.BAD_REQUEST, {"tenant_id": ["Give this parameter once."]})
     assert answers == dict.fromkeys(answers, expected)
+
+
+def test_an_idempotency_key_replays_its_answer_to_its_owner_only(world):
+    headers = {IDEMPOTENCY_HEADER: "matrix-key"}
+    first = world.clients["carer_a"].post(
+        "/api/notes/", _note_body(world), format="json", headers=headers
+    )
+    assert first.status_code == CREATED
+    answers = {}
+    for principal in PRINCIPALS:
+        response = world.clients[principal].post(
+            "/api/notes/", _note_body(world), format="json", headers=headers
+        )
+        replayed = response.get(REPLAYED_HEADER) == REPLAYED_VALUE
+        is_first = response.status_code == CREATED and response.json()["id"] == first.json()["id"]
+        answers[principal] = (response.status_code, replayed, is_first)
+    # The same key is each caller's own: only its owner gets the stored answer back.
+    assert answers == {
+        "anonymous": (UNAUTHORIZED, False, False),
+        "bad_token": (UNAUTHORIZED, False, False),
+        "carer_a": (CREATED, True, True),
+        "manager_a": (CREATED, False, False),
+        "admin_a": (CREATED, False, False),
+        "member_b": (NOT_FOUND, False, False),
+        "superuser": (FORBIDDEN, False, False),
+    }

@@ -10,9 +10,8 @@ from django.utils import timezone
 
 from carenotes.notes.models import CareNote
 from carenotes.notes.services import NOTE_BODY_MAX_LENGTH
-from carenotes.notes.tests.factories import PatientFactory, note_payload
+from carenotes.notes.tests.factories import note_payload
 from stats.tests.factories import CARE_STATS_URL
-from tenants.tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -21,36 +20,26 @@ NOTES_URL = "/api/notes/"
 WIDEST_CHARACTER = "\U0001f600"
 
 
-@pytest.fixture
-def patient():
-    return PatientFactory()
-
-
-@pytest.fixture
-def client(token_client, patient):
-    return token_client(MembershipFactory(tenant=patient.tenant, role="carer").user)
-
-
 def _note_json(patient, body: str) -> bytes:
     created_at = (timezone.now() - timedelta(minutes=1)).isoformat()
     return json.dumps(note_payload(patient, body=body, created_at=created_at)).encode()
 
 
-def test_the_largest_valid_note_fits_under_the_body_limit(client, patient):
+def test_the_largest_valid_note_fits_under_the_body_limit(carer_client, patient):
     data = _note_json(patient, WIDEST_CHARACTER * NOTE_BODY_MAX_LENGTH)
     assert len(data) < django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
-    response = client.post(NOTES_URL, data, content_type="application/json")
+    response = carer_client.post(NOTES_URL, data, content_type="application/json")
 
     assert response.status_code == HTTPStatus.CREATED
     assert CareNote.objects.get().body == WIDEST_CHARACTER * NOTE_BODY_MAX_LENGTH
 
 
-def test_an_oversized_body_gets_413_and_writes_nothing(client, patient):
+def test_an_oversized_body_gets_413_and_writes_nothing(carer_client, patient):
     limit = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     data = _note_json(patient, "x" * limit)
 
-    response = client.post(NOTES_URL, data, content_type="application/json")
+    response = carer_client.post(NOTES_URL, data, content_type="application/json")
 
     assert response.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     assert response.json() == {
@@ -66,19 +55,19 @@ def test_the_body_limit_holds_before_authentication(api_client, settings):
     assert response.json() == {"detail": "Request body too large: 22 bytes; the limit is 10 bytes."}
 
 
-def test_a_malformed_content_length_gets_400(client):
-    response = client.generic(
+def test_a_malformed_content_length_gets_400(carer_client):
+    response = carer_client.generic(
         "POST", NOTES_URL, b"{}", content_type="application/json", CONTENT_LENGTH="12abc"
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json() == {"detail": "Invalid Content-Length header: '12abc'."}
 
 
-def test_too_many_query_parameters_get_400(client, patient):
+def test_too_many_query_parameters_get_400(carer_client, patient):
     limit = django_settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
     query = f"tenant_id={patient.tenant_id}" + "&x" * limit
 
-    response = client.get(f"{CARE_STATS_URL}?{query}")
+    response = carer_client.get(f"{CARE_STATS_URL}?{query}")
 
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json() == {
@@ -86,11 +75,11 @@ def test_too_many_query_parameters_get_400(client, patient):
     }
 
 
-def test_an_overlong_query_string_gets_400(client, patient):
+def test_an_overlong_query_string_gets_400(carer_client, patient):
     limit = django_settings.QUERY_STRING_MAX_LENGTH
     query = f"tenant_id={patient.tenant_id}&date=" + "9" * limit
 
-    response = client.get(f"{CARE_STATS_URL}?{query}")
+    response = carer_client.get(f"{CARE_STATS_URL}?{query}")
 
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json() == {

@@ -38,6 +38,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
 from carenotes.core import throttling
+from carenotes.notes.idempotency import IDEMPOTENCY_HEADER
+from carenotes.notes.tests.factories import PatientFactory, note_payload
 from stats import cache as stats_cache
 from stats import views
 from stats.cache import (
@@ -58,6 +60,7 @@ REQUESTS = "carenotes_http_request_duration_seconds_count"
 THROTTLED = "carenotes_throttled_requests_total"
 ERRORS = "carenotes_backend_errors_total"
 HERD_WAITS = "carenotes_stats_herd_waits_total"
+REPLAYS = "carenotes_idempotent_replays_total"
 PINNED_NOW = 1_700_000_000 - 1_700_000_000 % 60 + 10
 
 
@@ -206,6 +209,26 @@ def test_failed_token_lookups_are_counted():
     client.credentials(HTTP_AUTHORIZATION="Token not-a-real-key")
     assert client.get("/api/me/").status_code == HTTPStatus.UNAUTHORIZED
     assert sample("carenotes_token_auth_failures_total") == before + 1
+
+
+@pytest.mark.django_db
+def test_idempotent_replays_are_counted_and_first_writes_are_not():
+    patient = PatientFactory()
+    _, key = api_token_create(user=MembershipFactory(tenant=patient.tenant).user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    before = sample(REPLAYS)
+    statuses = [
+        client.post(
+            "/api/notes/",
+            note_payload(patient),
+            format="json",
+            headers={IDEMPOTENCY_HEADER: "metrics-test"},
+        ).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [HTTPStatus.CREATED] * 3
+    assert sample(REPLAYS) == before + 2  # the second and third, not the first
 
 
 # --- the Prometheus configuration (no Docker engine here: read and checked) -------------------

@@ -2,12 +2,15 @@
 
 import contextlib
 import importlib
+from datetime import timedelta
 from http import HTTPStatus
 
 import pytest
 from django.core.management import get_commands
 from django.db import ProgrammingError, connection, transaction
+from django.utils import timezone
 
+from carenotes.notes.models import IdempotencyKey
 from carenotes.notes.tests.factories import CareNoteFactory
 from stats.tests.factories import care_group_create
 from tenants import rls
@@ -263,6 +266,7 @@ def test_the_stats_query_keeps_the_tenant_check_in_the_index_condition(two_tenan
 # --- the stats day rollups (stats migrations 0001-0003) --------------------------------------
 
 ROLLUP_MIGRATION = importlib.import_module("stats.migrations.0002_day_rollup_row_level_security")
+IDEMPOTENCY_MIGRATION = importlib.import_module("carenotes.notes.migrations.0005_idempotency_keys")
 ROLLUPS_SQL = (
     "SELECT tenant_id FROM stats_day_counts UNION SELECT tenant_id FROM stats_day_residents"
 )
@@ -280,8 +284,11 @@ def test_the_rollup_migration_freezes_the_roles_and_tables_of_the_code():
     )
 
 
-def test_every_rollup_table_forces_both_policies_and_no_role_may_truncate_it():
-    tables = sorted(ROLLUP_MIGRATION.RLS_TABLES)
+@pytest.mark.parametrize(
+    "migration", [ROLLUP_MIGRATION, IDEMPOTENCY_MIGRATION], ids=["rollups", "idempotency-keys"]
+)
+def test_every_later_tenant_table_forces_both_policies_and_no_role_may_truncate_it(migration):
+    tables = sorted(migration.RLS_TABLES)
     forced = _rows(
         "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
         "WHERE relname = ANY(%s) ORDER BY relname",
@@ -356,3 +363,57 @@ def test_the_range_statements_keep_the_tenant_check_in_the_index_condition(two_t
     assert "Index Only Scan using stats_day_counts_pkey" in plan, plan
     assert "Index Cond: ((tenant_id = ANY (" in plan, plan
     assert "Filter" not in plan, plan
+
+
+# --- the idempotency keys of POST /api/notes/ (carenotes migration 0005) ----------------------
+
+KEYS_SQL = "SELECT DISTINCT tenant_id FROM carenotes_idempotencykey"
+
+
+def test_the_idempotency_key_migration_freezes_the_roles_and_table_of_the_code():
+    assert IDEMPOTENCY_MIGRATION.ROLES == (APP_ROLE, SYSTEM_ROLE)
+    frozen = IDEMPOTENCY_MIGRATION.RLS_TABLES
+    assert frozen == {IdempotencyKey._meta.db_table: "tenant_id"}
+
+
+def _key_create(note, key: str) -> IdempotencyKey:
+    now = timezone.now()
+    return IdempotencyKey.objects.create(
+        tenant_id=note.tenant_id,
+        user_id=note.author_id,
+        key=key,
+        fingerprint="0" * 64,
+        response_status=HTTPStatus.CREATED,
+        response_body=f'{{"id": {note.pk}}}',
+        created_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+
+
+def test_the_app_role_sees_and_writes_only_its_tenants_idempotency_keys(two_tenants):
+    ours, theirs = two_tenants
+    _key_create(ours, "ours")
+    _key_create(theirs, "theirs")
+    with rls_tenants([ours.tenant_id]):
+        assert _rows(KEYS_SQL) == [(ours.tenant_id,)]
+        # Not even a replay's exact lookup finds another tenant's answer.
+        assert (
+            _rows(
+                "SELECT response_body FROM carenotes_idempotencykey "
+                "WHERE user_id = %s AND key = %s",
+                [theirs.author_id, "theirs"],
+            )
+            == []
+        )
+    with db_scope(NO_TENANTS):
+        assert _rows(KEYS_SQL) == []
+    with rls_system():
+        assert sorted(_rows(KEYS_SQL)) == sorted([(ours.tenant_id,), (theirs.tenant_id,)])
+    refused = pytest.raises(ProgrammingError, match="row-level security")
+    with rls_tenants([ours.tenant_id]), refused, transaction.atomic():
+        _rows(
+            "INSERT INTO carenotes_idempotencykey (tenant_id, user_id, key, fingerprint, "
+            "response_body, created_at, expires_at) VALUES (%s, %s, 'smuggled', '', '', now(), "
+            "now())",
+            [theirs.tenant_id, ours.author_id],
+        )

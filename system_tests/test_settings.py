@@ -58,6 +58,19 @@ def test_an_unknown_log_format_is_refused_naming_the_variable():
     assert "DJANGO_LOG_FORMAT must be one of ('json', 'text'), got 'xml'" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "IDEMPOTENCY_KEY_TTL_HOURS must be 1 or more, got 0"),
+        ("1.5", "IDEMPOTENCY_KEY_TTL_HOURS must be an integer, got '1.5'"),
+    ],
+)
+def test_an_idempotency_key_ttl_under_an_hour_is_refused_naming_it(value, message):
+    result = _manage("check", DJANGO_DEBUG="1", IDEMPOTENCY_KEY_TTL_HOURS=value)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_an_empty_variable_is_unset_for_every_helper(monkeypatch):
     for name in ("X_STR", "X_BOOL", "X_INT", "X_FLOAT", "X_LIST", "X_CHOICE", "X_MATCH"):
         monkeypatch.setenv(name, "")
@@ -97,6 +110,7 @@ def test_empty_compose_style_variables_take_the_defaults():
         DJANGO_HSTS_SECONDS="",
         THROTTLE_RATE_STATS="",
         NOTE_BACKDATE_DAYS="",
+        IDEMPOTENCY_KEY_TTL_HOURS="",
         REDIS_SOCKET_TIMEOUT="",
     )
     assert result.returncode == 0, result.stdout + result.stderr

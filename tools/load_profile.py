@@ -6,6 +6,7 @@ reads the demo credentials, picks members and query parameters, and decides pass
 
 import json
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,14 @@ NOTE_PRIORITIES = (1, 2, 3, 4, 5)
 NOTE_BODY = "Load test note: resident settled, fluids taken, no concerns."
 
 SEED_COMMAND_HINT = "python manage.py seed_notes --reset"
+
+# Every note POST carries a fresh key; a POST whose outcome is unknown (no answer, a timeout,
+# a proxy's or the app's "retry" status) is sent again with the same key and body, so the
+# note is recorded once however often it is sent (carenotes/notes/idempotency.py).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+NOTE_POST_ATTEMPTS = 3
+# Status 0: the load generator got no HTTP answer (connection error or timeout).
+OUTCOME_UNKNOWN_STATUSES = frozenset({0, 502, 503, 504})
 
 
 class CredentialsError(Exception):
@@ -138,6 +147,33 @@ def note_payload(
         "priority": rng.choice(NOTE_PRIORITIES),
         "body": NOTE_BODY,
     }
+
+
+def idempotency_key() -> str:
+    """Return a fresh Idempotency-Key for one new note (a random UUID)."""
+    return str(uuid.uuid4())
+
+
+def outcome_unknown(status: int) -> bool:
+    """Return True when a POST answered ``status`` may or may not have recorded its note."""
+    return status in OUTCOME_UNKNOWN_STATUSES
+
+
+class NoteAcks:
+    """The note id acknowledged for each Idempotency-Key: one key, one note, however retried."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+
+    def record(self, key: str, note_id: int) -> str | None:
+        """Remember a 201 for ``key``; return why it breaks exactly-once, or None if it holds."""
+        first = self._ids.setdefault(key, note_id)
+        if first != note_id:
+            return f"key {key} acknowledged note {first} and then note {note_id}"
+        return None
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 def patients_from_notes(payload: dict) -> list[tuple[int, int]]:

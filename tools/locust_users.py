@@ -5,7 +5,9 @@ Profiles (environment variable ``LOAD_PROFILE``; ``make load PROFILE=...``):
 - ``seed``: the classic challenge's test. Every user is a manager reading
   ``GET /api/care-stats/`` and waits 10-100 ms between requests.
 - ``mixed``: managers read stats, carers record notes (``POST /api/notes/``) and then check
-  that the day's stats include the new note, staff list notes.
+  that the day's stats include the new note, staff list notes. Each note POST carries a fresh
+  ``Idempotency-Key``; one whose outcome is unknown (no answer, a timeout, 502/503/504) is
+  sent again with the same key, and every 201 must name the one note id of its key.
 
 Credentials come from ``.data/demo-credentials.json`` (``LOAD_CREDENTIALS``), written by
 ``manage.py seed_notes``. The run's exit code is set when locust quits: 1 when any request
@@ -30,19 +32,24 @@ from locust.runners import WorkerRunner
 
 from tools.load_profile import (
     CREDENTIALS_PATH,
+    IDEMPOTENCY_HEADER,
     MIXED_WAIT_SECONDS,
+    NOTE_POST_ATTEMPTS,
     PROFILE_MIXED,
     PROFILE_SEED,
     PROFILES,
     SEED_WAIT_SECONDS,
     BoundError,
     CredentialsError,
+    NoteAcks,
     credentials_load,
+    idempotency_key,
     load_bounds,
     load_verdict,
     member_pick,
     note_payload,
     offered_ceiling,
+    outcome_unknown,
     patients_from_notes,
     stats_params,
     stats_total,
@@ -68,6 +75,9 @@ NAME_STATS = "GET /api/care-stats/"
 NAME_STATS_AFTER_POST = "GET /api/care-stats/ (after POST)"
 NAME_NOTES_LIST = "GET /api/notes/"
 NAME_NOTES_CREATE = "POST /api/notes/"
+NAME_NOTES_CREATE_RETRY = "POST /api/notes/ (retry, same Idempotency-Key)"
+# This process's acknowledged notes (a locust worker process checks its own users' keys).
+NOTE_ACKS = NoteAcks()
 
 logger = logging.getLogger("carenotes.load")
 
@@ -190,16 +200,42 @@ class CarerUser(MemberUser):
                 response.failure(f"stats total {total} after a POST, expected >= {at_least}")
             return total
 
+    def _post_note(self, payload: dict) -> int:
+        """POST one note, again with the same key while the outcome is unknown; return the status.
+
+        Every 201 is checked against the run's acknowledgements: one key, one note id.
+        """
+        headers = {**self.headers, IDEMPOTENCY_HEADER: idempotency_key()}
+        status = 0
+        for attempt in range(NOTE_POST_ATTEMPTS):
+            name = NAME_NOTES_CREATE if attempt == 0 else NAME_NOTES_CREATE_RETRY
+            with self.client.post(
+                NOTES_URL, json=payload, headers=headers, name=name, catch_response=True
+            ) as response:
+                status = response.status_code
+                if status == 201:
+                    problem = self._acknowledge(headers[IDEMPOTENCY_HEADER], response)
+                    if problem:
+                        response.failure(problem)
+                if not outcome_unknown(status):
+                    return status
+        return status
+
+    @staticmethod
+    def _acknowledge(key: str, response) -> str | None:
+        try:
+            note_id = int(response.json()["id"])
+        except (ValueError, KeyError, TypeError):
+            return "a 201 without a note id"
+        return NOTE_ACKS.record(key, note_id)
+
     @task
     def record_note(self) -> None:
         before = self._stats_total()
         if before is None:
             return
         payload = note_payload(self.member, patient=self.rng.choice(self.patients), rng=self.rng)
-        response = self.client.post(
-            NOTES_URL, json=payload, headers=self.headers, name=NAME_NOTES_CREATE
-        )
-        if response.status_code == 201:
+        if self._post_note(payload) == 201:
             # Totals only grow (other carers add notes too), so ">= before + 1" holds exactly
             # when this note's POST made the cached stats stale.
             self._stats_total(at_least=before + 1)

@@ -140,3 +140,47 @@ class CareNote(models.Model):
                 errors["patient"] = "This patient does not live in that facility."
         if errors:
             raise ValidationError(errors)
+
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_EXPIRY_INDEX_NAME = "idempotencykey_expires_idx"
+
+
+class IdempotencyKey(models.Model):
+    """A caller's ``Idempotency-Key`` for ``POST /api/notes/`` and the answer it was given.
+
+    Written in the transaction that records the note (carenotes/notes/idempotency.py), so a
+    committed key always has its note and its answer; a rolled-back request leaves neither.
+    """
+
+    # Tenant data: the answer holds the note's body. Row-level security as on every tenant
+    # table (migration 0005). No lone tenant_id index: only a tenant's deletion looks it up.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="idempotency_keys", db_index=False
+    )
+    # The unique (user, key) constraint leads with user_id and serves its lookups.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="idempotency_keys",
+        db_index=False,
+    )
+    key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request body.")
+    # Null and empty only inside the claiming transaction, before the note is written.
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.TextField(blank=True, help_text="The answer's JSON, as sent.")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotencykey_user_key_uniq"),
+        ]
+        indexes = [
+            # The purge command's batches: the oldest expired keys first.
+            models.Index(fields=["expires_at"], name=IDEMPOTENCY_EXPIRY_INDEX_NAME),
+        ]
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.key!r} of user {self.user_id}"

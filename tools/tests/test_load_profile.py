@@ -17,11 +17,14 @@ from tools.load_profile import (
     SEED_WAIT_SECONDS,
     CredentialsError,
     Member,
+    NoteAcks,
     credentials_load,
+    idempotency_key,
     load_verdict,
     member_pick,
     note_payload,
     offered_ceiling,
+    outcome_unknown,
     patients_from_notes,
     stats_params,
     stats_total,
@@ -252,3 +255,26 @@ def test_bounds_are_the_profile_defaults_unless_their_variable_is_set(profile, e
 def test_a_bound_that_is_not_a_number_is_refused_naming_its_variable():
     with pytest.raises(load_profile.BoundError, match="LOAD_MAX_P95_MS must be a number, got 'x'"):
         load_profile.load_bounds("seed", {"LOAD_MAX_P95_MS": "x"})
+
+
+def test_each_note_post_gets_a_fresh_key_of_printable_characters():
+    keys = {idempotency_key() for _ in range(100)}
+    assert len(keys) == 100
+    assert all(1 <= len(key) <= 255 and key.isprintable() and key.isascii() for key in keys)
+
+
+@pytest.mark.parametrize(
+    ("status", "unknown"),
+    [(0, True), (502, True), (503, True), (504, True), (201, False), (400, False), (422, False)],
+)
+def test_only_an_unknown_outcome_is_sent_again(status, unknown):
+    assert outcome_unknown(status) is unknown
+
+
+def test_a_key_acknowledged_twice_must_name_the_same_note():
+    acks = NoteAcks()
+    assert acks.record("k1", 10) is None
+    assert acks.record("k1", 10) is None  # a replay of the same note
+    assert acks.record("k2", 11) is None
+    assert acks.record("k1", 12) == "key k1 acknowledged note 10 and then note 12"
+    assert len(acks) == 2

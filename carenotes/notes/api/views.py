@@ -27,7 +27,18 @@ from carenotes.core.params import (
     PositiveIdField,
 )
 from carenotes.notes.api.params import CursorField, QueryParamsSerializer
-from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, Category
+from carenotes.notes.idempotency import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_KEY_PATTERN,
+    IDEMPOTENCY_KEY_REUSED_ERROR,
+    REPLAYED_HEADER,
+    REPLAYED_VALUE,
+    Answer,
+    idempotency_key_parse,
+    idempotent_write,
+    request_fingerprint,
+)
+from carenotes.notes.models import IDEMPOTENCY_KEY_MAX_LENGTH, PRIORITY_MAX, PRIORITY_MIN, Category
 from carenotes.notes.selectors import (
     NOTE_PAGE_SIZE_DEFAULT,
     NOTE_PAGE_SIZE_MAX,
@@ -84,6 +95,17 @@ BAD_BODY = OpenApiResponse(
         OpenApiExample(
             "A resident of another tenant",
             value={"patient_id": ["No such patient in this tenant."]},
+        )
+    ],
+)
+IDEMPOTENCY_KEY_REUSED = OpenApiResponse(
+    response=OpenApiTypes.OBJECT,
+    description="The `Idempotency-Key` was used before with a different body (or for another "
+    "tenant): send a new key for a new note.",
+    examples=[
+        OpenApiExample(
+            "A key reused for another note",
+            value={IDEMPOTENCY_HEADER: [IDEMPOTENCY_KEY_REUSED_ERROR]},
         )
     ],
 )
@@ -197,39 +219,79 @@ class NoteListCreateView(APIView):
         operation_id="notes_create",
         summary="Record a care note",
         request=InputSerializer,
+        description="Clients should send an `Idempotency-Key` (a fresh UUID per new note) and "
+        "retry a request whose answer they did not get (a timeout, a dropped connection, a "
+        "503) with the same key and body: the note is recorded once, and the retry gets the "
+        "first answer again. Without the header a retry may record the note twice.",
         parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description=f"1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters "
+                "(else a 400 naming the header), unique per new note and remembered for the "
+                "caller for `IDEMPOTENCY_KEY_TTL_HOURS` (default 24). "
+                "The same key with the same body answers the first 201 again (same note id, "
+                f"`{REPLAYED_HEADER}: true`), also while the first request is still running; "
+                "with a different body it is a 422.",
+            ),
             OpenApiParameter(
                 "Location",
                 OpenApiTypes.URI,
                 location=OpenApiParameter.HEADER,
                 response=[201],
+                required=True,
                 description="URL of the new note (`GET /api/notes/{note_id}/`).",
-            )
+            ),
+            OpenApiParameter(
+                REPLAYED_HEADER,
+                {"type": "string", "enum": [REPLAYED_VALUE]},
+                location=OpenApiParameter.HEADER,
+                response=[201],
+                description="Present when this is the stored answer of an earlier request "
+                "with the same `Idempotency-Key`, not a new note.",
+            ),
         ],
         responses={
             201: NoteOutputSerializer,
             400: BAD_BODY,
+            422: IDEMPOTENCY_KEY_REUSED,
             403: OpenApiResponse(description="Superuser who is not a member of the tenant."),
             404: NOTE_NOT_FOUND,
             415: OpenApiResponse(description="The body is not application/json."),
         },
     )
     def post(self, request: Request) -> Response:
+        key = idempotency_key_parse(request.headers.get(IDEMPOTENCY_HEADER))
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         principal = principal_from_request(request)
         tenant = tenant_get_for_member(principal=principal, tenant_id=data.pop("tenant_id"))
         request_tenant_tag(request, tenant.id)  # the tenant is in the body, not the query
-        note = note_create(tenant=tenant, author=request.user, **data)
-        # The output needs the author's name and patient's reference: re-read with joins.
-        note = note_get(principal=principal, note_id=note.pk)
-        location = reverse("note-detail", kwargs={"note_id": note.pk}, request=request)
-        return Response(
-            NoteOutputSerializer(note).data,
-            status=status.HTTP_201_CREATED,
-            headers={"Location": location},
-        )
+
+        def write() -> Answer:
+            note = note_create(tenant=tenant, author=request.user, **data)
+            # The output needs the author's name and patient's reference: re-read with joins.
+            note = note_get(principal=principal, note_id=note.pk)
+            return Answer(status=status.HTTP_201_CREATED, body=NoteOutputSerializer(note).data)
+
+        if key is None:
+            answer = write()
+        else:
+            answer = idempotent_write(
+                tenant_id=tenant.id,
+                user_id=request.user.pk,
+                key=key,
+                fingerprint=request_fingerprint(request.data),
+                write=write,
+            )
+        location = reverse("note-detail", kwargs={"note_id": answer.body["id"]}, request=request)
+        headers = {"Location": location}
+        if answer.replayed:
+            headers[REPLAYED_HEADER] = REPLAYED_VALUE
+        return Response(answer.body, status=answer.status, headers=headers)
 
 
 class NoteDetailView(APIView):

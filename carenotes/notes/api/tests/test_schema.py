@@ -9,6 +9,13 @@ import pytest
 from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 
+from carenotes.notes.idempotency import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_KEY_PATTERN,
+    IDEMPOTENCY_KEY_REUSED_ERROR,
+    REPLAYED_HEADER,
+    REPLAYED_VALUE,
+)
 from carenotes.notes.tests.factories import PatientFactory, note_payload
 from tenants.schema import TOKEN_SCHEME_NAME
 from tenants.services import api_token_create
@@ -88,6 +95,24 @@ def test_residents_are_documented_with_examples(openapi):
 def test_note_creation_documents_its_location_header(openapi):
     created = openapi["paths"]["/api/notes/"]["post"]["responses"]["201"]
     assert created["headers"]["Location"]["schema"] == {"type": "string", "format": "uri"}
+    assert created["headers"]["Location"]["required"] is True
+
+
+def test_note_creation_documents_the_idempotency_key_its_replays_and_the_422(openapi):
+    operation = openapi["paths"]["/api/notes/"]["post"]
+    (parameter,) = [p for p in operation["parameters"] if p["name"] == IDEMPOTENCY_HEADER]
+    assert (parameter["in"], parameter.get("required", False)) == ("header", False)
+    assert parameter["schema"] == {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}
+    assert "Idempotency-Key" in operation["description"]
+    replayed = operation["responses"]["201"]["headers"][REPLAYED_HEADER]
+    assert (replayed["schema"], replayed.get("required", False)) == (
+        {"type": "string", "enum": [REPLAYED_VALUE]},
+        False,
+    )
+    reused = operation["responses"]["422"]["content"]["application/json"]["examples"]
+    assert [example["value"] for example in reused.values()] == [
+        {IDEMPOTENCY_HEADER: [IDEMPOTENCY_KEY_REUSED_ERROR]}
+    ]
 
 
 def _json_schema(schema):
@@ -110,8 +135,9 @@ def _assert_matches_schema(openapi: dict, path: str, method: str, response) -> N
         response.json(), _json_schema({**body_schema, "components": openapi["components"]})
     )
     for name, header in documented.get("headers", {}).items():
-        assert name in response, f"documented header {name} missing"
-        jsonschema.validate(response[name], header["schema"])
+        assert name in response or not header.get("required"), f"required header {name} missing"
+        if name in response:
+            jsonschema.validate(response[name], header["schema"])
 
 
 def test_real_responses_match_the_schema(openapi, api_client, member, patient):
@@ -133,6 +159,16 @@ def test_real_responses_match_the_schema(openapi, api_client, member, patient):
         ("/api/notes/", "post", api_client.post("/api/notes/", note_payload(patient), "json")),
         ("/api/notes/", "get", api_client.get("/api/notes/", {"tenant_id": tenant_id})),
     ]
-    assert [response.status_code for *_, response in visits] == [200, 200, 200, 201, 200]
+    keyed = {IDEMPOTENCY_HEADER: "schema-test"}
+    for body in ("first", "first", "other"):  # new, replayed, reused: 201, 201, 422
+        response = api_client.post(
+            "/api/notes/", note_payload(patient, body=body), "json", headers=keyed
+        )
+        visits.append(("/api/notes/", "post", response))
+    assert [response.status_code for *_, response in visits] == [
+        *(200, 200, 200, 201, 200),
+        *(201, 201, 422),
+    ]
+    assert visits[-2][2][REPLAYED_HEADER] == REPLAYED_VALUE
     for path, method, response in visits:
         _assert_matches_schema(openapi, path, method, response)
