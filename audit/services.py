@@ -1,0 +1,112 @@
+"""Appends audit records of care-note reads, and purges those past their retention."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.utils import timezone
+
+from audit.models import ReadRecord
+from carenotes.core.request_state import request_state
+
+# Up to this many note ids are stored with a record; a larger read (an export) stores only
+# its count. The notes API pages at most 200, the admin shows one note.
+AUDIT_NOTE_IDS_MAX = 1000
+# Rows one purge statement deletes: short transactions, short locks, bounded WAL bursts.
+AUDIT_PURGE_BATCH_DEFAULT = 10_000
+# One batch of the oldest expired rows; ctid makes the outer DELETE a TID scan.
+PURGE_BATCH_SQL = f"""
+    DELETE FROM {ReadRecord._meta.db_table} WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM {ReadRecord._meta.db_table} WHERE read_at < %s LIMIT %s
+    ))
+"""
+
+
+@dataclass
+class NoteTally:
+    """The notes a streamed read has sent so far: their ids while few enough, and their count."""
+
+    count: int = 0
+    ids: list[int] | None = field(default_factory=list)
+
+    def add(self, note_id: int) -> None:
+        """Count one more note sent; past AUDIT_NOTE_IDS_MAX its ids are dropped (count only)."""
+        self.count += 1
+        if self.ids is not None and self.count > AUDIT_NOTE_IDS_MAX:
+            self.ids = None
+        elif self.ids is not None:
+            self.ids.append(note_id)
+
+
+def audit_record_read(
+    *,
+    tenant_id: int,
+    user,
+    route: str,
+    filters: dict,
+    note_ids: Sequence[int] | None = None,
+    note_count: int | None = None,
+    request_id: str = "",
+) -> ReadRecord:
+    """Append the record of one read of ``tenant_id``'s notes by ``user``: one INSERT.
+
+    Give the ids of the notes the read returned (only their count is kept above
+    AUDIT_NOTE_IDS_MAX), or ``note_count`` alone for a read that counted notes.
+    """
+    if note_ids is not None:
+        note_count = len(note_ids)
+        note_ids = None if note_count > AUDIT_NOTE_IDS_MAX else list(note_ids)
+    if note_count is None:
+        raise ValueError("audit_record_read needs note_ids or note_count")
+    return ReadRecord.objects.create(
+        tenant_id=tenant_id,
+        user_id=user.pk,
+        username=user.get_username(),
+        route=route,
+        filters=filters,
+        note_ids=note_ids,
+        note_count=note_count,
+        request_id=request_id,
+    )
+
+
+def audit_request_read(
+    request, *, tenant_id: int, note_ids: Sequence[int] | None = None, note_count=None
+) -> ReadRecord:
+    """Append the record of a read ``request`` (Django's or DRF's) made and is answering 200."""
+    return audit_record_read(
+        tenant_id=tenant_id,
+        user=request.user,
+        route=request.resolver_match.view_name,
+        filters=request.GET.dict(),
+        note_ids=note_ids,
+        note_count=note_count,
+        request_id=request_state(request).request_id or "",
+    )
+
+
+def audit_retention_cutoff(*, days: int, now: datetime | None = None) -> datetime:
+    """Return the instant before which records are past a retention of ``days`` days."""
+    if days < 1:
+        raise ValueError(f"the retention must be at least 1 day, got {days}")
+    return (now or timezone.now()) - timedelta(days=days)
+
+
+def audit_purge(*, before: datetime, batch_size: int = AUDIT_PURGE_BATCH_DEFAULT) -> int:
+    """Delete the records read before ``before``, ``batch_size`` rows per statement.
+
+    Must run as the table's owner (``tenants.rls.rls_owner``): the application roles may
+    not delete audit records. Each batch commits on its own (autocommit), so a long purge
+    holds no lock for long and an interrupted one keeps what it deleted. Returns the count.
+    """
+    if batch_size < 1:
+        raise ValueError(f"the batch size must be at least 1, got {batch_size}")
+    deleted = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(PURGE_BATCH_SQL, [before, batch_size])
+            batch = cursor.rowcount
+        deleted += batch
+        if batch < batch_size:
+            return deleted
