@@ -1,24 +1,52 @@
 """Appends audit records of care-note reads, and purges those past their retention."""
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from audit.models import ReadRecord
+from carenotes.core.db import prepared_cursor, write_connection
 from carenotes.core.request_state import request_state
 
 # Up to this many note ids are stored with a record; a larger read (an export) stores only
 # its count. The notes API pages at most 200, the admin shows one note.
 AUDIT_NOTE_IDS_MAX = 1000
+TABLE = ReadRecord._meta.db_table
+INSERT_COLUMNS = (
+    "read_at",
+    "tenant_id",
+    "user_id",
+    "username",
+    "route",
+    "filters",
+    "note_ids",
+    "note_count",
+    "request_id",
+)
+_INSERT = (
+    f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) "
+    "SELECT %s, %s, %s, %s, %s, %s::jsonb, %s::bigint[], %s, %s"
+)
+INSERT_SQL = f"{_INSERT} RETURNING id"
+# The same INSERT whose own (autocommit) transaction commits without waiting for the WAL
+# flush, the one cost of a record that is a disk's, not the server's (settings:
+# AUDIT_SYNCHRONOUS_COMMIT, docs/SECURITY.md "Access audit trail"). set_config(..., true)
+# lasts until that transaction ends.
+INSERT_ASYNC_COMMIT_SQL = (
+    f"{_INSERT} FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit "
+    "RETURNING id"
+)
 # Rows one purge statement deletes: short transactions, short locks, bounded WAL bursts.
 AUDIT_PURGE_BATCH_DEFAULT = 10_000
-# One batch of the oldest expired rows; ctid makes the outer DELETE a TID scan.
+# One batch of expired rows (any order); ctid makes the outer DELETE a TID scan.
 PURGE_BATCH_SQL = f"""
-    DELETE FROM {ReadRecord._meta.db_table} WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM {ReadRecord._meta.db_table} WHERE read_at < %s LIMIT %s
+    DELETE FROM {TABLE} WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM {TABLE} WHERE read_at < %s LIMIT %s
     ))
 """
 
@@ -51,6 +79,8 @@ def audit_record_read(
 ) -> ReadRecord:
     """Append the record of one read of ``tenant_id``'s notes by ``user``: one INSERT.
 
+    One round trip on the caller's connection, in the caller's transaction when there is one.
+
     Give the ids of the notes the read returned (only their count is kept above
     AUDIT_NOTE_IDS_MAX), or ``note_count`` alone for a read that counted notes.
     """
@@ -59,7 +89,8 @@ def audit_record_read(
         note_ids = None if note_count > AUDIT_NOTE_IDS_MAX else list(note_ids)
     if note_count is None:
         raise ValueError("audit_record_read needs note_ids or note_count")
-    return ReadRecord.objects.create(
+    record = ReadRecord(
+        read_at=timezone.now(),
         tenant_id=tenant_id,
         user_id=user.pk,
         username=user.get_username(),
@@ -69,6 +100,21 @@ def audit_record_read(
         note_count=note_count,
         request_id=request_id,
     )
+    values = [getattr(record, column) for column in INSERT_COLUMNS]
+    values[INSERT_COLUMNS.index("filters")] = json.dumps(filters)
+    # Prepared once per connection: the INSERT is parsed and planned once, not per read.
+    with prepared_cursor(write=True) as cursor:
+        cursor.execute(_insert_sql(), values)
+        record.pk = cursor.fetchone()[0]
+    return record
+
+
+def _insert_sql() -> str:
+    # Only a statement that is its own transaction (autocommit) commits asynchronously: one
+    # inside a caller's transaction must not change how the caller's writes commit.
+    if settings.AUDIT_SYNCHRONOUS_COMMIT or write_connection().in_atomic_block:
+        return INSERT_SQL
+    return INSERT_ASYNC_COMMIT_SQL
 
 
 def audit_request_read(

@@ -305,6 +305,12 @@ if AUDIT_RETENTION_DAYS < 1:
         f"AUDIT_RETENTION_DAYS must be a positive number of days, got {AUDIT_RETENTION_DAYS}"
     )
 
+# A record's own transaction (each audited read outside a transaction) commits without
+# waiting for its WAL flush: on this project's disks the flush was most of the audit's cost
+# (docs/PERFORMANCE.md). A PostgreSQL or host crash can then lose the records of the last
+# moments (at most 3 x wal_writer_delay, 0.6 s by default), never a note. 1: wait (durable).
+AUDIT_SYNCHRONOUS_COMMIT = env_bool("AUDIT_SYNCHRONOUS_COMMIT", False)
+
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

@@ -3,7 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from audit.models import ReadRecord
 from audit.services import (
@@ -84,3 +85,30 @@ def test_the_retention_cutoff_is_that_many_days_back():
     assert audit_retention_cutoff(days=9, now=now) == now - timedelta(days=9)
     with pytest.raises(ValueError, match="at least 1 day, got 0"):
         audit_retention_cutoff(days=0, now=now)
+
+
+def _inserts(captured) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries if q["sql"].startswith("INSERT")]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_only_a_record_that_is_its_own_transaction_skips_the_flush_wait(who, settings, synchronous):
+    settings.AUDIT_SYNCHRONOUS_COMMIT = synchronous
+    with CaptureQueriesContext(connection) as captured:
+        _read(who, note_ids=[1])
+        with transaction.atomic():  # e.g. a caller's writes: they keep their durable commit
+            _read(who, note_ids=[2])
+            assert _setting("synchronous_commit") == "on"
+    alone, in_a_transaction = _inserts(captured)
+    assert ("'synchronous_commit', 'off'" in alone) is not synchronous
+    assert "synchronous_commit" not in in_a_transaction
+    # Transaction-local: nothing is left on the session for the next statement.
+    assert _setting("synchronous_commit") == "on"
+    assert ReadRecord.objects.count() == 2
+
+
+def _setting(name: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s)", [name])
+        return cursor.fetchone()[0]
