@@ -26,10 +26,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-# The test client speaks plain HTTP; the throttle must never trip during the timed requests.
-os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
-os.environ.setdefault("THROTTLE_RATE_NOTES_READ", "100000000/h")
-
 BENCH_TENANT_SLUG = "bench-audit"
 BENCH_PATIENTS = 20
 NOTES_PATH = "/api/notes/"
@@ -156,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carenotes.settings")
+    # The test client speaks plain HTTP; the throttle must never trip during the timed requests.
+    os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
+    os.environ.setdefault("THROTTLE_RATE_NOTES_READ", "100000000/h")
     django.setup()
     tenant_id, key = fixture(notes=args.notes)
     result = bench(
