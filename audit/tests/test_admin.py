@@ -4,7 +4,6 @@ from http import HTTPStatus
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from audit.admin import READ_LIST_PER_PAGE
@@ -17,12 +16,6 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = "/admin/audit/readrecord/"
 
 
-def _client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
 def records():
     """A record in each of two tenants, read by distinctively named users."""
@@ -33,8 +26,8 @@ def records():
 
 
 @pytest.fixture
-def our_admin(records):
-    return _client_for(tenant_admin_create(tenant=records[0].tenant))
+def our_admin(records, session_client):
+    return session_client(tenant_admin_create(tenant=records[0].tenant))
 
 
 def test_a_tenant_admin_lists_only_their_tenants_records(records, our_admin):
@@ -54,14 +47,14 @@ def test_another_tenants_record_is_not_found(records, our_admin):
 
 
 @pytest.mark.parametrize("who", ["tenant admin", "superuser"])
-def test_nobody_adds_changes_or_deletes_a_record_in_the_admin(records, who):
+def test_nobody_adds_changes_or_deletes_a_record_in_the_admin(records, who, session_client):
     ours, _ = records
     user = (
         UserFactory(is_superuser=True, is_staff=True)
         if who == "superuser"
         else tenant_admin_create(tenant=ours.tenant)
     )
-    client = _client_for(user)
+    client = session_client(user)
     page = client.get(f"{CHANGELIST}{ours.pk}/change/")
     assert page.status_code == HTTPStatus.OK
     assert 'name="_save"' not in page.content.decode()
