@@ -112,13 +112,18 @@ def audit_record_read(
 def _insert_sql() -> str:
     # Only a statement that is its own transaction (autocommit) commits asynchronously: one
     # inside a caller's transaction must not change how the caller's writes commit.
-    if settings.AUDIT_SYNCHRONOUS_COMMIT or write_connection().in_atomic_block:
+    db = write_connection()
+    if settings.AUDIT_SYNCHRONOUS_COMMIT or db.in_atomic_block or not db.get_autocommit():
         return INSERT_SQL
     return INSERT_ASYNC_COMMIT_SQL
 
 
 def audit_request_read(
-    request, *, tenant_id: int, note_ids: Sequence[int] | None = None, note_count=None
+    request,
+    *,
+    tenant_id: int,
+    note_ids: Sequence[int] | None = None,
+    note_count: int | None = None,
 ) -> ReadRecord:
     """Append the record of a read ``request`` (Django's or DRF's) made and is answering 200."""
     return audit_record_read(
