@@ -12,6 +12,7 @@ from django.utils import timezone
 from audit.models import ReadRecord
 from carenotes.core.db import prepared_cursor, write_connection
 from carenotes.core.request_state import request_state
+from tenants.rls import rls_owner
 
 # Up to this many note ids are stored with a record; a larger read (an export) stores only
 # its count. The notes API pages at most 200, the admin shows one note.
@@ -161,3 +162,15 @@ def audit_purge(*, before: datetime, batch_size: int = AUDIT_PURGE_BATCH_DEFAULT
         deleted += batch
         if batch < batch_size:
             return deleted
+
+
+def audit_records_delete_for_tenants(*, tenant_ids: Sequence[int]) -> int:
+    """Delete every record of ``tenant_ids``, tenants being deleted outright (a demo reset).
+
+    Their ids may be handed out again (``seed_notes --reset`` restarts the sequences), and a
+    new tenant must not inherit an old one's records. As the owner, like the purge: the
+    application roles may not delete records. Returns the count.
+    """
+    with rls_owner():
+        deleted, _ = ReadRecord.objects.filter(tenant_id__in=tenant_ids).delete()
+    return deleted
