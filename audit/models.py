@@ -6,10 +6,10 @@ from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.utils import timezone
 
+from carenotes.core.observability import REQUEST_ID_MAX_LENGTH
 from tenants.models import Tenant
 
 ROUTE_MAX_LENGTH = 100
-REQUEST_ID_MAX_LENGTH = 128
 USERNAME_MAX_LENGTH = 150
 TENANT_RECENT_INDEX_NAME = "audit_read_tenant_recent_idx"
 READ_AT_INDEX_NAME = "audit_read_read_at_brin"
