@@ -158,6 +158,12 @@ bench-throttle: install
 bench-rls: migrate
 	$(DEVENV) $(BIN)/python -m bench.rls $(BENCH_RLS_ARGS)
 
+# Access audit cost: the notes list with and without its audit record's INSERT, interleaved
+# (bench/audit.py; adds a bench-audit tenant the first time). BENCH_AUDIT_ARGS=--help
+.PHONY: bench-audit
+bench-audit: migrate
+	$(DEVENV) $(BIN)/python -m bench.audit $(BENCH_AUDIT_ARGS)
+
 # --- Scale-out: two app nodes behind HAProxy (tools/cluster.py) -------------------------------
 # `make cluster` serves http://127.0.0.1:$(CLUSTER_PORT) from two gunicorn nodes behind HAProxy
 # (Debian package haproxy, installed when missing); both share DATABASE_URL, REDIS_URL and the

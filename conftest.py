@@ -56,6 +56,19 @@ def token_client():
     return make
 
 
+@pytest.fixture
+def session_client():
+    """Return a factory: session_client(user) -> a Django test client signed in as ``user``."""
+    from django.test import Client
+
+    def make(user, **defaults) -> Client:
+        client = Client(**defaults)
+        client.force_login(user)
+        return client
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def _rls_system_scope():
     """Test code outside requests acts as a trusted system context (all tenants, app role).

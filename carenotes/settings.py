@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "tenants",
+    "audit",
     "carenotes.notes",
     "stats",
     "dashboard",
@@ -181,6 +182,11 @@ DATABASE_REPLICA_READ_VIEWS = [
     "resident-detail",
     "admin:*_changelist",
 ]
+# Writes no read needs to see fresh: they are not recorded for read-your-writes, so the
+# audit record every note read appends costs no WAL-position round trip and does not send
+# the reader's next reads to the primary. The audit admin may lag a replica by at most
+# DATABASE_REPLICA_MAX_LAG seconds.
+DATABASE_REPLICA_UNTRACKED_TABLES = frozenset({"audit_readrecord"})
 DATABASE_ROUTERS = ["carenotes.core.routers.ReplicaRouter"] if DATABASE_REPLICAS else []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -287,6 +293,23 @@ SPECTACULAR_SETTINGS = {
         "carenotes.core.schema_hooks.postprocess_common_errors",
     ],
 }
+
+# --- Access audit (audit/) -------------------------------------------------------------------
+# Days an audit record of a care-note read is kept; `manage.py audit_purge` deletes older ones.
+# Seven years (2555 days) by default: longer than HIPAA's six years for security records and
+# in line with common retention periods of adult health records (7-8 years), whose access
+# history should live as long; an operator bound to a longer period sets more.
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 2555)
+if AUDIT_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(
+        f"AUDIT_RETENTION_DAYS must be a positive number of days, got {AUDIT_RETENTION_DAYS}"
+    )
+
+# A record's own transaction (each audited read outside a transaction) commits without
+# waiting for its WAL flush: on this project's disks the flush was most of the audit's cost
+# (docs/PERFORMANCE.md). A PostgreSQL or host crash can then lose the records of the last
+# moments (at most 3 x wal_writer_delay, 0.6 s by default), never a note. 1: wait (durable).
+AUDIT_SYNCHRONOUS_COMMIT = env_bool("AUDIT_SYNCHRONOUS_COMMIT", False)
 
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "en-gb"

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from audit.services import NoteTally, audit_request_read
 from carenotes.core.observability import request_tenant_tag
 from carenotes.notes.selectors import (
     ATTENTION_HOURS_MAX,
@@ -152,6 +153,8 @@ def tenant_dashboard(request: HttpRequest, tenant_id: int) -> HttpResponse:
         page_size=ATTENTION_ON_DASHBOARD,
     )
     feed, feed_next = note_high_priority_page(scope=scope, cursor=None)
+    # The page shows the feed's first notes, bodies included: a read like the feed's own.
+    audit_request_read(request, tenant_id=access.tenant.id, note_ids=[note.pk for note in feed])
     data = {
         "tenant_id": access.tenant.id,
         "timezone": access.tenant.timezone,
@@ -228,6 +231,7 @@ def high_priority_feed(request: HttpRequest, tenant_id: int) -> HttpResponse:
     scope = dashboard_scope_parse(params=request.GET, tenant=access.tenant, extra=(CURSOR_PARAM,))
     cursor = note_cursor_parse(request.GET)
     notes, next_cursor = note_high_priority_page(scope=scope, cursor=cursor)
+    audit_request_read(request, tenant_id=access.tenant.id, note_ids=[note.pk for note in notes])
     context = _page_context(access, scope)
     context.update(
         feed=_feed_rows(notes, access),
@@ -323,6 +327,8 @@ def export_counts(request: HttpRequest, tenant_id: int) -> StreamingHttpResponse
     scope = dashboard_scope_parse(params=request.GET, tenant=access.tenant)
     names = facility_names_get(tenant=access.tenant)
     rows = count_rows_get(scope=scope)  # at most days x facilities x 15 rows: read now
+    # No body, but the notes of a scope counted: recorded with their number.
+    audit_request_read(request, tenant_id=access.tenant.id, note_count=sum(r.notes for r in rows))
     lines = _csv_lines(
         [
             COUNTS_HEADER,
@@ -350,22 +356,30 @@ def export_high_priority(request: HttpRequest, tenant_id: int) -> StreamingHttpR
 
     def rows() -> Iterator[tuple]:
         yield HIGH_PRIORITY_HEADER
+        sent = NoteTally()
         # The stream is read after the view (and the request's row-level security scope)
         # has returned: the caller's scope goes along explicitly.
         with db_scope(principal_scope(access.principal)):
-            for note in note_high_priority_iter(scope=scope):
-                yield (
-                    note.pk,
-                    local_time(note.created_at, tenant=access.tenant).isoformat(),
-                    note.facility_id,
-                    note.facility.name,
-                    note.patient_id,
-                    note.patient.reference,
-                    note.patient.display_name,
-                    note.author.get_username(),
-                    note.category,
-                    note.priority,
-                    note.body,
+            try:
+                for note in note_high_priority_iter(scope=scope):
+                    sent.add(note.pk)
+                    yield (
+                        note.pk,
+                        local_time(note.created_at, tenant=access.tenant).isoformat(),
+                        note.facility_id,
+                        note.facility.name,
+                        note.patient_id,
+                        note.patient.reference,
+                        note.patient.display_name,
+                        note.author.get_username(),
+                        note.category,
+                        note.priority,
+                        note.body,
+                    )
+            finally:
+                # What was sent, also when the download stopped early (the stream is closed).
+                audit_request_read(
+                    request, tenant_id=access.tenant.id, note_ids=sent.ids, note_count=sent.count
                 )
 
     return _csv_response(_csv_lines(rows()), export_filename(scope, "high-priority"))

@@ -18,6 +18,7 @@ from django.contrib.auth.models import Group
 from django.urls import URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from audit.tests.factories import ReadRecordFactory
 from carenotes.notes.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, REPLAYED_VALUE
 from carenotes.notes.models import CareNote
 from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
@@ -75,6 +76,7 @@ class Side:
     admin: object
     membership: object
     token: ApiToken
+    read_record: object
 
     def markers(self) -> list[str]:
         return [
@@ -123,6 +125,8 @@ def _side(tag: str, notes: int) -> Side:
         admin=users[Role.ADMIN],
         membership=Membership.objects.get(user=carer, tenant=tenant),
         token=token,
+        # Read by the carer: a tenant admin who saw the other tenant's would see its name.
+        read_record=ReadRecordFactory(tenant=tenant, user=carer),
     )
 
 
@@ -288,7 +292,7 @@ ROUTES: dict[str, list[Visit]] = {
     ],
     "admin:app_list": [
         Visit("get", lambda w, app=app: f"/admin/{app}/", STAFF)
-        for app in ("auth", "tenants", "carenotes")
+        for app in ("auth", "tenants", "carenotes", "audit")
     ],
     "admin:auth_user_password_change": [
         Visit(
@@ -333,6 +337,8 @@ class AdminModel:
     delete: bool = False
     # Scoped admins answer 404 for another tenant's object; others refuse by permission.
     scoped: bool = True
+    # Nobody adds or deletes, superusers included (the access audit).
+    read_only: bool = False
 
 
 ADMIN_MODELS: dict[str, AdminModel] = {
@@ -344,6 +350,9 @@ ADMIN_MODELS: dict[str, AdminModel] = {
     "carenotes.patient": AdminModel(lambda w: (w.a.patient, w.b.patient), view=True, add=True),
     "carenotes.carenote": AdminModel(lambda w: (w.a.notes[0], w.b.notes[0]), view=True, add=True),
     "auth.user": AdminModel(lambda w: (w.a.carer, w.b.carer), view=True),
+    "audit.readrecord": AdminModel(
+        lambda w: (w.a.read_record, w.b.read_record), view=True, read_only=True
+    ),
     # Superuser-only models: tenant admins are refused by permission, whatever the object.
     "tenants.apitoken": AdminModel(lambda w: (w.a.token, w.b.token), scoped=False),
     "auth.group": AdminModel(
@@ -369,6 +378,12 @@ def _tenant_admin_code(rules: AdminModel, view: str, own: bool) -> HTTPStatus:
     return OK if allowed.get(view, rules.view) else FORBIDDEN
 
 
+def _superuser_code(rules: AdminModel, view: str) -> HTTPStatus:
+    if view == "redirect":
+        return FOUND
+    return FORBIDDEN if rules.read_only and view in ("add", "delete") else OK
+
+
 def _admin_url(label: str, view: str, obj) -> str:
     base = f"/admin/{label.replace('.', '/')}/"
     return {
@@ -387,7 +402,7 @@ def admin_model_visits(label: str, rules: AdminModel) -> list[Visit]:
                 *[FOUND] * 4,
                 _tenant_admin_code(rules, view, own=side == "a"),
                 _tenant_admin_code(rules, view, own=side == "b"),
-                FOUND if view == "redirect" else OK,
+                _superuser_code(rules, view),
             )
             visits.append(
                 Visit(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("carenotes", "tenants", "stats", "dashboard", "bench", "tools", "system_tests")
+PACKAGES = ("carenotes", "tenants", "audit", "stats", "dashboard", "bench", "tools", "system_tests")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
@@ -43,6 +43,8 @@ def test_the_contracts_are_kept(tree):
     [
         ("carenotes/core/probe.py", "import stats.views\n", "Infrastructure imports no app"),
         ("tenants/probe.py", "import carenotes.notes.models\n", "Tenancy imports neither"),
+        ("tenants/probe.py", "import audit.services\n", "Tenancy imports neither"),
+        ("audit/probe.py", "import carenotes.notes.selectors\n", "Apps are layered"),
         ("carenotes/notes/probe.py", "import stats.cache\n", "Apps are layered"),
         ("stats/probe.py", "import dashboard.views\n", "Apps are layered"),
         ("tools/probe.py", "import tenants.models\n", "Tooling and load generation"),

@@ -417,3 +417,56 @@ def test_the_app_role_sees_and_writes_only_its_tenants_idempotency_keys(two_tena
             "now())",
             [theirs.tenant_id, ours.author_id],
         )
+
+
+# --- the access audit (audit migration 0002): append-only, tenant-scoped ----------------------
+# UPDATE and DELETE by each application role failing: audit/tests/test_append_only.py.
+
+AUDIT_MIGRATION = importlib.import_module(
+    "audit.migrations.0002_read_records_append_only_row_level_security"
+)
+
+
+def test_the_audit_migration_freezes_the_roles_and_table_of_the_code():
+    from audit.models import ReadRecord
+
+    frozen = (AUDIT_MIGRATION.APP_ROLE, AUDIT_MIGRATION.SYSTEM_ROLE, AUDIT_MIGRATION.TABLE)
+    assert frozen == (APP_ROLE, SYSTEM_ROLE, ReadRecord._meta.db_table)
+
+
+def test_the_audit_table_forces_read_and_append_policies_and_grants_nothing_more():
+    table = AUDIT_MIGRATION.TABLE
+    assert _rows(
+        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = %s", [table]
+    ) == [(True, True)]
+    policies = _rows(
+        "SELECT policyname, cmd, roles[1] FROM pg_policies WHERE tablename = %s ORDER BY 1",
+        [table],
+    )
+    assert policies == [
+        ("carenotes_all_tenants_append", "INSERT", SYSTEM_ROLE),
+        ("carenotes_all_tenants_read", "SELECT", SYSTEM_ROLE),
+        ("carenotes_owner_all", "ALL", _rows("SELECT session_user")[0][0]),
+        ("carenotes_tenant_append", "INSERT", APP_ROLE),
+        ("carenotes_tenant_read", "SELECT", APP_ROLE),
+    ]
+    privileges = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
+    for role in (APP_ROLE, SYSTEM_ROLE):
+        granted = [
+            _rows("SELECT has_table_privilege(%s, %s, %s)", [role, table, privilege])[0][0]
+            for privilege in privileges
+        ]
+        assert granted == [True, True, False, False, False], role
+
+
+def test_the_app_role_sees_only_its_tenants_audit_records(two_tenants):
+    from audit.tests.factories import ReadRecordFactory
+
+    ours, theirs = (ReadRecordFactory(tenant=note.tenant) for note in two_tenants)
+    sql = f"SELECT tenant_id FROM {AUDIT_MIGRATION.TABLE}"
+    with rls_tenants([ours.tenant_id]):
+        assert _rows(sql) == [(ours.tenant_id,)]
+    with db_scope(NO_TENANTS):
+        assert _rows(sql) == []
+    with rls_system():
+        assert sorted(_rows(sql)) == sorted([(ours.tenant_id,), (theirs.tenant_id,)])

@@ -39,6 +39,8 @@ TENANT_ADMIN_PERMISSIONS = (
     "carenotes.view_carenote",
     "carenotes.add_carenote",
     "carenotes.change_carenote",
+    # Read-only: audit records are never added, changed or deleted in the admin (audit 0003).
+    "audit.view_readrecord",
 )
 
 

@@ -52,8 +52,14 @@ def read_cursor() -> CursorWrapper:
     return read_connection().cursor()
 
 
-def prepared_cursor() -> CursorWrapper:
-    """Return a Django cursor on ``read_connection()`` whose statements PostgreSQL prepares.
+def write_connection() -> BaseDatabaseWrapper:
+    """Return the connection a raw write should use: the primary, as the router says."""
+    return connections[router.db_for_write(None)]
+
+
+def prepared_cursor(*, write: bool = False) -> CursorWrapper:
+    """Return a Django cursor on ``read_connection()`` (``write_connection()`` for a write)
+    whose statements PostgreSQL prepares.
 
     Django's psycopg connections bind parameters on the client and disable prepared
     statements (for transaction-mode poolers), so every statement is parsed and planned anew.
@@ -63,7 +69,7 @@ def prepared_cursor() -> CursorWrapper:
     wrapping apply as to any other. Behind PgBouncer in transaction mode this needs
     ``max_prepared_statements`` (PgBouncer 1.21+).
     """
-    db = read_connection()
+    db = write_connection() if write else read_connection()
     db.ensure_connection()
     if db.connection.prepare_threshold is None:
         # Prepared statements are off (DATABASE_PREPARED_STATEMENTS=0, the default behind a

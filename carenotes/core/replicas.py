@@ -228,7 +228,8 @@ def write_reach(sql: str) -> Reach | None:
 
     Django's own SQL names its target first: a write to a tenant table reaches the tenants of
     the statement's scope, a write to any other table (sessions, users) or any other kind of
-    statement (DDL, TRUNCATE, WITH ... DELETE) reaches every tenant.
+    statement (DDL, TRUNCATE, WITH ... DELETE) reaches every tenant. Writes to
+    ``settings.DATABASE_REPLICA_UNTRACKED_TABLES`` are not recorded at all.
     """
     words = sql.lstrip(" \t\n(").split(None, 1)
     keyword = words[0].upper() if words else ""
@@ -239,6 +240,8 @@ def write_reach(sql: str) -> Reach | None:
     if keyword == "WITH" and not _DML.search(sql):
         return None
     match = _WRITE_TABLE.match(sql)
+    if match is not None and match.group(1) in settings.DATABASE_REPLICA_UNTRACKED_TABLES:
+        return None  # no read needs to see it fresh (settings: the access audit)
     if match is not None and match.group(1) in _tenancy.tenant_tables:
         return _tenancy.reach()
     return EVERY_TENANT

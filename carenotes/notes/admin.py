@@ -1,11 +1,17 @@
-"""Django admin for patients and care notes: tenant-scoped and fast at millions of notes."""
+"""Django admin for patients and care notes: tenant-scoped and fast at millions of notes.
 
+A note's change page shows its body and appends an access audit record; the changelist shows
+no body (a test holds it to that) and records nothing.
+"""
+
+from http import HTTPStatus
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin
 from django.db import transaction
 from django.db.models import Q
 
+from audit.services import audit_request_read
 from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Patient
 from carenotes.notes.services import note_changed_on_commit
 from tenants.admin_paging import BoundedChangeList, EstimatedCountPaginator
@@ -136,6 +142,14 @@ class CareNoteAdmin(TenantScopedAdmin):
 
     def get_changelist(self, request, **kwargs):
         return BoundedChangeList
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        # A page showing the note's body: its form (GET, or a POST answered with errors).
+        if response.status_code == HTTPStatus.OK:
+            note = response.context_data["original"]
+            audit_request_read(request, tenant_id=note.tenant_id, note_ids=[note.pk])
+        return response
 
     def get_ordering(self, request):
         # Every created_at index leads with tenant_id: across all tenants (a superuser's

@@ -74,6 +74,15 @@ def test_any_other_write_reaches_every_tenant(tenancy, sql):
     assert write_reach(sql) == EVERY_TENANT
 
 
+def test_an_access_audit_record_is_no_write_a_reader_waits_for(tenancy, settings):
+    """The INSERT each audited note read makes must not send the reader to the primary."""
+    sql = 'INSERT INTO "audit_readrecord" ("route") VALUES (%s) RETURNING "id"'
+    assert "audit_readrecord" in settings.DATABASE_REPLICA_UNTRACKED_TABLES
+    assert write_reach(sql) is None
+    settings.DATABASE_REPLICA_UNTRACKED_TABLES = frozenset()
+    assert write_reach(sql) == EVERY_TENANT
+
+
 def test_a_reader_waits_for_its_tenants_and_for_writes_that_reach_everyone():
     assert replicas._fields_read(OURS) == [FLOOR_FIELD, ALL_FIELD, "t:3", "t:5"]
     assert replicas._fields_read(EVERY_TENANT) == [FLOOR_FIELD, ANY_FIELD]

@@ -1,6 +1,7 @@
 """Care-notes API: record a note, list a tenant's notes, read one note; list a tenant's
 residents and read one, so a client can find the ``patient_id`` a note needs. Notes are never
-edited or deleted here (405): corrections are new notes."""
+edited or deleted here (405): corrections are new notes. Every answered note read appends an
+access audit record (audit.services)."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -18,6 +19,7 @@ from rest_framework.reverse import reverse
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from audit.services import audit_request_read
 from carenotes.core.observability import request_tenant_tag
 from carenotes.core.params import (
     BIGINT_MAX,
@@ -213,6 +215,7 @@ class NoteListCreateView(APIView):
             queryset=queryset, cursor=data.get("cursor"), page_size=data["page_size"]
         )
         page = {"next": _next_url(request, next_cursor), "results": rows}
+        audit_request_read(request, tenant_id=tenant.id, note_ids=[row.pk for row in rows])
         return Response(self.PageSerializer(page).data)
 
     @extend_schema(
@@ -307,6 +310,7 @@ class NoteDetailView(APIView):
     def get(self, request: Request, note_id: int) -> Response:
         principal = principal_from_request(request)
         note = note_get(principal=principal, note_id=note_id)
+        audit_request_read(request, tenant_id=note.tenant_id, note_ids=[note.pk])
         return Response(NoteOutputSerializer(note).data)
 
 

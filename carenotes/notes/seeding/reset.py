@@ -3,6 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, transaction
 
+from audit.services import audit_records_delete_for_tenants
 from carenotes.notes.models import CareNote, Patient
 from carenotes.notes.seeding.names import SEED_TENANT_SLUG_RE, SEED_USERNAME_RE
 from tenants.models import ApiToken, Facility, Membership, Tenant
@@ -17,7 +18,8 @@ def database_has_data() -> bool:
 
 
 def seed_data_delete() -> list[int]:
-    """Delete every generated tenant (with its notes, patients, facilities) and demo user.
+    """Delete every generated tenant (with its notes, patients, facilities, access audit
+    records) and demo user.
 
     Only rows named by a seed run (SEED_TENANT_SLUG_RE, SEED_USERNAME_RE) are touched: a
     superuser or tenant created by hand survives. Returns the deleted tenant ids. The ORM
@@ -28,6 +30,7 @@ def seed_data_delete() -> list[int]:
         Tenant.objects.filter(slug__regex=SEED_TENANT_SLUG_RE).values_list("id", flat=True)
     )
     _notes_and_patients_delete(tenant_ids=tenant_ids)
+    audit_records_delete_for_tenants(tenant_ids=tenant_ids)
     Tenant.objects.filter(id__in=tenant_ids).delete()
     get_user_model().objects.filter(username__regex=SEED_USERNAME_RE).delete()
     return tenant_ids

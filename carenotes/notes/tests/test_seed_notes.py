@@ -17,6 +17,8 @@ from django.core.management import CommandError, call_command
 from django.core.management.base import OutputWrapper
 from django.db import connection
 
+from audit.models import ReadRecord
+from audit.tests.factories import ReadRecordFactory
 from carenotes.notes import seeding
 from carenotes.notes.management.commands.seed_notes import ProgressBar
 from carenotes.notes.models import STATS_INDEX_NAME, CareNote, Category, Patient
@@ -464,6 +466,15 @@ def test_reset_drops_cached_principals_of_deleted_tokens_after_commit(
         callback()
     # ...and the after-commit drop still makes the deleted token stop working.
     assert api_client.get("/api/me/").status_code == HTTPStatus.UNAUTHORIZED
+
+
+def test_reset_deletes_the_demo_tenants_audit_records_and_keeps_the_others():
+    result = _seed()
+    hand_made = ReadRecordFactory()
+    ReadRecordFactory.create_batch(2, tenant=Tenant.objects.get(pk=result.tenant_ids[0]))
+    seeding.seed_data_delete()
+    # A new demo tenant may get the old one's id: it must not inherit its records.
+    assert list(ReadRecord.objects.values_list("id", flat=True)) == [hand_made.pk]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,1 @@
+"""The access audit trail: who read which tenant's care notes, when, through which route."""
