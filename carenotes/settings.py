@@ -60,6 +60,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Trigger-written change history of care records (carenotes/notes/history.py).
+    "pgtrigger",
+    "pghistory",
     "tenants",
     "carenotes.notes",
     "stats",
@@ -85,6 +88,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who changed a care record: the signed-in user (or, once DRF has authenticated, the
+    # token's user) and the path go into the history rows the triggers write.
+    "pghistory.middleware.HistoryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -418,3 +424,5 @@ AXES_VERBOSE = False
 # --- Care notes -----------------------------------------------------------------------------
 # How far back a carer may date a note (care recorded after the fact, e.g. after a night shift).
 NOTE_BACKDATE_DAYS = env_int("NOTE_BACKDATE_DAYS", 7)
+# Writes only: a read records nothing, so it need not carry the history context either.
+PGHISTORY_MIDDLEWARE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
