@@ -1,6 +1,6 @@
-"""Care-notes API: record a note, list a tenant's notes, read one note; list a tenant's
-residents and read one, so a client can find the ``patient_id`` a note needs. Notes are never
-edited or deleted here (405): corrections are new notes."""
+"""Care-notes API: record a note and list a tenant's notes; list a tenant's residents and read
+one, so a client can find the ``patient_id`` a note needs. Notes are never edited or deleted
+here (405): a correction is an amendment (carenotes/notes/api/amendments.py)."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -93,6 +93,21 @@ def _id_field(**kwargs) -> serializers.IntegerField:
     return JsonIntegerField(min_value=1, max_value=BIGINT_MAX, **kwargs)
 
 
+def note_created_response(request: Request, data: dict, *, note_id: int) -> Response:
+    """Return a 201 with ``data`` and the note's URL (``GET /api/notes/{note_id}/``) as Location."""
+    location = reverse("note-detail", kwargs={"note_id": note_id}, request=request)
+    return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+NOTE_LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    location=OpenApiParameter.HEADER,
+    response=[201],
+    description="URL of the note (`GET /api/notes/{note_id}/`).",
+)
+
+
 def _next_url(request: Request, cursor) -> str | None:
     """Return the URL of the page after ``cursor`` (this request's, cursor replaced)."""
     if cursor is None:
@@ -113,6 +128,10 @@ class NoteOutputSerializer(serializers.Serializer):
     priority = serializers.IntegerField()
     body = serializers.CharField()
     created_at = serializers.DateTimeField()
+    amendment_count = serializers.IntegerField(
+        help_text="How many amendments corrected this note; category, priority and body are "
+        "the current (amended) values."
+    )
 
 
 class NoteListCreateView(APIView):
@@ -197,15 +216,7 @@ class NoteListCreateView(APIView):
         operation_id="notes_create",
         summary="Record a care note",
         request=InputSerializer,
-        parameters=[
-            OpenApiParameter(
-                "Location",
-                OpenApiTypes.URI,
-                location=OpenApiParameter.HEADER,
-                response=[201],
-                description="URL of the new note (`GET /api/notes/{note_id}/`).",
-            )
-        ],
+        parameters=[NOTE_LOCATION],
         responses={
             201: NoteOutputSerializer,
             400: BAD_BODY,
@@ -224,28 +235,7 @@ class NoteListCreateView(APIView):
         note = note_create(tenant=tenant, author=request.user, **data)
         # The output needs the author's name and patient's reference: re-read with joins.
         note = note_get(principal=principal, note_id=note.pk)
-        location = reverse("note-detail", kwargs={"note_id": note.pk}, request=request)
-        return Response(
-            NoteOutputSerializer(note).data,
-            status=status.HTTP_201_CREATED,
-            headers={"Location": location},
-        )
-
-
-class NoteDetailView(APIView):
-    """One care note of a tenant the caller belongs to."""
-
-    throttle_scope = SCOPE_NOTES_READ
-
-    @extend_schema(
-        operation_id="notes_retrieve",
-        summary="Read one care note",
-        responses={200: NoteOutputSerializer, 404: NOTE_NOT_FOUND},
-    )
-    def get(self, request: Request, note_id: int) -> Response:
-        principal = principal_from_request(request)
-        note = note_get(principal=principal, note_id=note_id)
-        return Response(NoteOutputSerializer(note).data)
+        return note_created_response(request, NoteOutputSerializer(note).data, note_id=note.pk)
 
 
 # --- Residents -------------------------------------------------------------------------------

@@ -81,60 +81,129 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='CareNoteAmendment',
+            name="CareNoteAmendment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField()),
-                ('reason', models.TextField(max_length=1000)),
-                ('previous_category', models.CharField(choices=[('medication', 'Medication'), ('observation', 'Observation'), ('treatment', 'Treatment')], max_length=16)),
-                ('previous_priority', models.PositiveSmallIntegerField()),
-                ('previous_body', models.TextField()),
-                ('category', models.CharField(choices=[('medication', 'Medication'), ('observation', 'Observation'), ('treatment', 'Treatment')], max_length=16)),
-                ('priority', models.PositiveSmallIntegerField()),
-                ('body', models.TextField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField()),
+                ("reason", models.TextField(max_length=1000)),
+                (
+                    "previous_category",
+                    models.CharField(
+                        choices=[
+                            ("medication", "Medication"),
+                            ("observation", "Observation"),
+                            ("treatment", "Treatment"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("previous_priority", models.PositiveSmallIntegerField()),
+                ("previous_body", models.TextField()),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("medication", "Medication"),
+                            ("observation", "Observation"),
+                            ("treatment", "Treatment"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("priority", models.PositiveSmallIntegerField()),
+                ("body", models.TextField()),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='carenote',
-            constraint=models.UniqueConstraint(fields=('tenant', 'id'), name='carenote_tenant_id_uniq'),
+            model_name="carenote",
+            constraint=models.UniqueConstraint(
+                fields=("tenant", "id"), name="carenote_tenant_id_uniq"
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteamendment',
-            name='author',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='care_note_amendments', to=settings.AUTH_USER_MODEL),
+            model_name="carenoteamendment",
+            name="author",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="care_note_amendments",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteamendment',
-            name='note',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='amendments', to='carenotes.carenote'),
+            model_name="carenoteamendment",
+            name="note",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="amendments",
+                to="carenotes.carenote",
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteamendment',
-            name='tenant',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='care_note_amendments', to='tenants.tenant'),
+            model_name="carenoteamendment",
+            name="tenant",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="care_note_amendments",
+                to="tenants.tenant",
+            ),
         ),
         migrations.AddIndex(
-            model_name='carenoteamendment',
-            index=models.Index(fields=['tenant', 'note', 'created_at'], name='carenoteamendment_note_idx'),
+            model_name="carenoteamendment",
+            index=models.Index(
+                fields=["tenant", "note", "created_at"], name="carenoteamendment_note_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='carenoteamendment',
-            constraint=models.CheckConstraint(condition=models.Q(('reason__regex', '\\S')), name='carenoteamendment_reason_given'),
+            model_name="carenoteamendment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("reason__regex", "\\S")), name="carenoteamendment_reason_given"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='carenoteamendment',
-            constraint=models.CheckConstraint(condition=models.Q(('category__in', ['medication', 'observation', 'treatment']), ('previous_category__in', ['medication', 'observation', 'treatment'])), name='carenoteamendment_category_valid'),
+            model_name="carenoteamendment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("category__in", ["medication", "observation", "treatment"]),
+                    ("previous_category__in", ["medication", "observation", "treatment"]),
+                ),
+                name="carenoteamendment_category_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='carenoteamendment',
-            constraint=models.CheckConstraint(condition=models.Q(('previous_priority__gte', 1), ('previous_priority__lte', 5), ('priority__gte', 1), ('priority__lte', 5)), name='carenoteamendment_priority_range'),
+            model_name="carenoteamendment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("previous_priority__gte", 1),
+                    ("previous_priority__lte", 5),
+                    ("priority__gte", 1),
+                    ("priority__lte", 5),
+                ),
+                name="carenoteamendment_priority_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='carenoteamendment',
-            constraint=models.CheckConstraint(condition=models.Q(('body', models.F('previous_body')), ('category', models.F('previous_category')), ('priority', models.F('previous_priority')), _negated=True), name='carenoteamendment_changes_something'),
+            model_name="carenoteamendment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("body", models.F("previous_body")),
+                    ("category", models.F("previous_category")),
+                    ("priority", models.F("previous_priority")),
+                    _negated=True,
+                ),
+                name="carenoteamendment_changes_something",
+            ),
         ),
         migrations.RunSQL(COMPOSITE_FK, DROP_COMPOSITE_FK),
         migrations.RunSQL(policy_sql(AMENDMENTS_TABLE), drop_policy_sql(AMENDMENTS_TABLE)),

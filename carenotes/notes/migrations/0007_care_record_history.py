@@ -29,11 +29,14 @@ SYSTEM_ROLE = AMENDMENTS.SYSTEM_ROLE
 HISTORY_TABLES = ("carenotes_carenoteevent", "carenotes_carenoteamendmentevent")
 CONTEXT_TABLE = "pghistory_context"
 
-GRANTS = "".join(
-    f"REVOKE ALL ON {table} FROM {APP_ROLE}, {SYSTEM_ROLE};\n"
-    f"GRANT SELECT, INSERT ON {table} TO {APP_ROLE}, {SYSTEM_ROLE};\n"
-    for table in HISTORY_TABLES
-) + f"REVOKE ALL ON {CONTEXT_TABLE} FROM {APP_ROLE}, {SYSTEM_ROLE};\n"
+GRANTS = (
+    "".join(
+        f"REVOKE ALL ON {table} FROM {APP_ROLE}, {SYSTEM_ROLE};\n"
+        f"GRANT SELECT, INSERT ON {table} TO {APP_ROLE}, {SYSTEM_ROLE};\n"
+        for table in HISTORY_TABLES
+    )
+    + f"REVOKE ALL ON {CONTEXT_TABLE} FROM {APP_ROLE}, {SYSTEM_ROLE};\n"
+)
 REVOKE_GRANTS = "".join(
     f"REVOKE ALL ON {table} FROM {APP_ROLE}, {SYSTEM_ROLE};\n" for table in HISTORY_TABLES
 )
@@ -49,129 +52,295 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='CareNoteAmendmentEvent',
+            name="CareNoteAmendmentEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('pgh_context', pghistory.utils.JSONField(null=True)),
-                ('pgh_context_id', models.UUIDField(null=True)),
-                ('id', models.BigIntegerField()),
-                ('created_at', models.DateTimeField()),
-                ('reason', models.TextField(max_length=1000)),
-                ('previous_category', models.CharField(choices=[('medication', 'Medication'), ('observation', 'Observation'), ('treatment', 'Treatment')], max_length=16)),
-                ('previous_priority', models.PositiveSmallIntegerField()),
-                ('previous_body', models.TextField()),
-                ('category', models.CharField(choices=[('medication', 'Medication'), ('observation', 'Observation'), ('treatment', 'Treatment')], max_length=16)),
-                ('priority', models.PositiveSmallIntegerField()),
-                ('body', models.TextField()),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("pgh_context", pghistory.utils.JSONField(null=True)),
+                ("pgh_context_id", models.UUIDField(null=True)),
+                ("id", models.BigIntegerField()),
+                ("created_at", models.DateTimeField()),
+                ("reason", models.TextField(max_length=1000)),
+                (
+                    "previous_category",
+                    models.CharField(
+                        choices=[
+                            ("medication", "Medication"),
+                            ("observation", "Observation"),
+                            ("treatment", "Treatment"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("previous_priority", models.PositiveSmallIntegerField()),
+                ("previous_body", models.TextField()),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("medication", "Medication"),
+                            ("observation", "Observation"),
+                            ("treatment", "Treatment"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("priority", models.PositiveSmallIntegerField()),
+                ("body", models.TextField()),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='CareNoteEvent',
+            name="CareNoteEvent",
             fields=[
-                ('pgh_id', models.AutoField(primary_key=True, serialize=False)),
-                ('pgh_created_at', models.DateTimeField(auto_now_add=True)),
-                ('pgh_label', models.TextField(help_text='The event label.')),
-                ('pgh_context', pghistory.utils.JSONField(null=True)),
-                ('pgh_context_id', models.UUIDField(null=True)),
-                ('id', models.BigIntegerField()),
-                ('category', models.CharField(choices=[('medication', 'Medication'), ('observation', 'Observation'), ('treatment', 'Treatment')], max_length=16)),
-                ('priority', models.PositiveSmallIntegerField()),
-                ('body', models.TextField()),
-                ('created_at', models.DateTimeField()),
+                ("pgh_id", models.AutoField(primary_key=True, serialize=False)),
+                ("pgh_created_at", models.DateTimeField(auto_now_add=True)),
+                ("pgh_label", models.TextField(help_text="The event label.")),
+                ("pgh_context", pghistory.utils.JSONField(null=True)),
+                ("pgh_context_id", models.UUIDField(null=True)),
+                ("id", models.BigIntegerField()),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("medication", "Medication"),
+                            ("observation", "Observation"),
+                            ("treatment", "Treatment"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("priority", models.PositiveSmallIntegerField()),
+                ("body", models.TextField()),
+                ("created_at", models.DateTimeField()),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='carenote',
-            trigger=pgtrigger.compiler.Trigger(name='before_change_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "carenotes_carenoteevent" ("author_id", "body", "category", "created_at", "facility_id", "id", "patient_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "priority", "tenant_id") VALUES (OLD."author_id", OLD."body", OLD."category", OLD."created_at", OLD."facility_id", OLD."id", OLD."patient_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'before_change\', OLD."id", OLD."priority", OLD."tenant_id"); RETURN NULL;', hash='ceeda58ca9b077acaddec274611ec74f93ce7a1e', operation='UPDATE', pgid='pgtrigger_before_change_update_d7bfa', table='carenotes_carenote', when='AFTER')),
+            model_name="carenote",
+            trigger=pgtrigger.compiler.Trigger(
+                name="before_change_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "carenotes_carenoteevent" ("author_id", "body", "category", "created_at", "facility_id", "id", "patient_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "priority", "tenant_id") VALUES (OLD."author_id", OLD."body", OLD."category", OLD."created_at", OLD."facility_id", OLD."id", OLD."patient_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'before_change\', OLD."id", OLD."priority", OLD."tenant_id"); RETURN NULL;',
+                    hash="ceeda58ca9b077acaddec274611ec74f93ce7a1e",
+                    operation="UPDATE",
+                    pgid="pgtrigger_before_change_update_d7bfa",
+                    table="carenotes_carenote",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='carenote',
-            trigger=pgtrigger.compiler.Trigger(name='after_change_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "carenotes_carenoteevent" ("author_id", "body", "category", "created_at", "facility_id", "id", "patient_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "priority", "tenant_id") VALUES (NEW."author_id", NEW."body", NEW."category", NEW."created_at", NEW."facility_id", NEW."id", NEW."patient_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'after_change\', NEW."id", NEW."priority", NEW."tenant_id"); RETURN NULL;', hash='1ebcebb275cef29747d7d7a9bdae97aa790f4544', operation='UPDATE', pgid='pgtrigger_after_change_update_15593', table='carenotes_carenote', when='AFTER')),
+            model_name="carenote",
+            trigger=pgtrigger.compiler.Trigger(
+                name="after_change_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "carenotes_carenoteevent" ("author_id", "body", "category", "created_at", "facility_id", "id", "patient_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "priority", "tenant_id") VALUES (NEW."author_id", NEW."body", NEW."category", NEW."created_at", NEW."facility_id", NEW."id", NEW."patient_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'after_change\', NEW."id", NEW."priority", NEW."tenant_id"); RETURN NULL;',
+                    hash="1ebcebb275cef29747d7d7a9bdae97aa790f4544",
+                    operation="UPDATE",
+                    pgid="pgtrigger_after_change_update_15593",
+                    table="carenotes_carenote",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='carenote',
-            trigger=pgtrigger.compiler.Trigger(name='deleted_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "carenotes_carenoteevent" ("author_id", "body", "category", "created_at", "facility_id", "id", "patient_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "priority", "tenant_id") VALUES (OLD."author_id", OLD."body", OLD."category", OLD."created_at", OLD."facility_id", OLD."id", OLD."patient_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'deleted\', OLD."id", OLD."priority", OLD."tenant_id"); RETURN NULL;', hash='bdc7d39b09833023467513492d82fd88bfbca7cb', operation='DELETE', pgid='pgtrigger_deleted_delete_942e7', table='carenotes_carenote', when='AFTER')),
+            model_name="carenote",
+            trigger=pgtrigger.compiler.Trigger(
+                name="deleted_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "carenotes_carenoteevent" ("author_id", "body", "category", "created_at", "facility_id", "id", "patient_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "priority", "tenant_id") VALUES (OLD."author_id", OLD."body", OLD."category", OLD."created_at", OLD."facility_id", OLD."id", OLD."patient_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'deleted\', OLD."id", OLD."priority", OLD."tenant_id"); RETURN NULL;',
+                    hash="bdc7d39b09833023467513492d82fd88bfbca7cb",
+                    operation="DELETE",
+                    pgid="pgtrigger_deleted_delete_942e7",
+                    table="carenotes_carenote",
+                    when="AFTER",
+                ),
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteamendmentevent',
-            name='author',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="carenoteamendmentevent",
+            name="author",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteamendmentevent',
-            name='note',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='carenotes.carenote'),
+            model_name="carenoteamendmentevent",
+            name="note",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="carenotes.carenote",
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteamendmentevent',
-            name='pgh_obj',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='carenotes.carenoteamendment'),
+            model_name="carenoteamendmentevent",
+            name="pgh_obj",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="events",
+                to="carenotes.carenoteamendment",
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteamendmentevent',
-            name='tenant',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='tenants.tenant'),
+            model_name="carenoteamendmentevent",
+            name="tenant",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="tenants.tenant",
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteevent',
-            name='author',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="carenoteevent",
+            name="author",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteevent',
-            name='facility',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='tenants.facility'),
+            model_name="carenoteevent",
+            name="facility",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="tenants.facility",
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteevent',
-            name='patient',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='carenotes.patient'),
+            model_name="carenoteevent",
+            name="patient",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="carenotes.patient",
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteevent',
-            name='pgh_obj',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='carenotes.carenote'),
+            model_name="carenoteevent",
+            name="pgh_obj",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="events",
+                to="carenotes.carenote",
+            ),
         ),
         migrations.AddField(
-            model_name='carenoteevent',
-            name='tenant',
-            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', related_query_name='+', to='tenants.tenant'),
+            model_name="carenoteevent",
+            name="tenant",
+            field=models.ForeignKey(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                related_query_name="+",
+                to="tenants.tenant",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='carenoteamendment',
-            trigger=pgtrigger.compiler.Trigger(name='before_change_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "carenotes_carenoteamendmentevent" ("author_id", "body", "category", "created_at", "id", "note_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "previous_body", "previous_category", "previous_priority", "priority", "reason", "tenant_id") VALUES (OLD."author_id", OLD."body", OLD."category", OLD."created_at", OLD."id", OLD."note_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'before_change\', OLD."id", OLD."previous_body", OLD."previous_category", OLD."previous_priority", OLD."priority", OLD."reason", OLD."tenant_id"); RETURN NULL;', hash='4217ca7e8b883b60f62f8258ce7a6872da0dfc64', operation='UPDATE', pgid='pgtrigger_before_change_update_7cfde', table='carenotes_carenoteamendment', when='AFTER')),
+            model_name="carenoteamendment",
+            trigger=pgtrigger.compiler.Trigger(
+                name="before_change_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "carenotes_carenoteamendmentevent" ("author_id", "body", "category", "created_at", "id", "note_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "previous_body", "previous_category", "previous_priority", "priority", "reason", "tenant_id") VALUES (OLD."author_id", OLD."body", OLD."category", OLD."created_at", OLD."id", OLD."note_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'before_change\', OLD."id", OLD."previous_body", OLD."previous_category", OLD."previous_priority", OLD."priority", OLD."reason", OLD."tenant_id"); RETURN NULL;',
+                    hash="4217ca7e8b883b60f62f8258ce7a6872da0dfc64",
+                    operation="UPDATE",
+                    pgid="pgtrigger_before_change_update_7cfde",
+                    table="carenotes_carenoteamendment",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='carenoteamendment',
-            trigger=pgtrigger.compiler.Trigger(name='after_change_update', sql=pgtrigger.compiler.UpsertTriggerSql(condition='WHEN (OLD.* IS DISTINCT FROM NEW.*)', func='INSERT INTO "carenotes_carenoteamendmentevent" ("author_id", "body", "category", "created_at", "id", "note_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "previous_body", "previous_category", "previous_priority", "priority", "reason", "tenant_id") VALUES (NEW."author_id", NEW."body", NEW."category", NEW."created_at", NEW."id", NEW."note_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'after_change\', NEW."id", NEW."previous_body", NEW."previous_category", NEW."previous_priority", NEW."priority", NEW."reason", NEW."tenant_id"); RETURN NULL;', hash='29f6204200dd050971597b0bb30aba50ad76ae18', operation='UPDATE', pgid='pgtrigger_after_change_update_484e6', table='carenotes_carenoteamendment', when='AFTER')),
+            model_name="carenoteamendment",
+            trigger=pgtrigger.compiler.Trigger(
+                name="after_change_update",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (OLD.* IS DISTINCT FROM NEW.*)",
+                    func='INSERT INTO "carenotes_carenoteamendmentevent" ("author_id", "body", "category", "created_at", "id", "note_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "previous_body", "previous_category", "previous_priority", "priority", "reason", "tenant_id") VALUES (NEW."author_id", NEW."body", NEW."category", NEW."created_at", NEW."id", NEW."note_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'after_change\', NEW."id", NEW."previous_body", NEW."previous_category", NEW."previous_priority", NEW."priority", NEW."reason", NEW."tenant_id"); RETURN NULL;',
+                    hash="29f6204200dd050971597b0bb30aba50ad76ae18",
+                    operation="UPDATE",
+                    pgid="pgtrigger_after_change_update_484e6",
+                    table="carenotes_carenoteamendment",
+                    when="AFTER",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='carenoteamendment',
-            trigger=pgtrigger.compiler.Trigger(name='deleted_delete', sql=pgtrigger.compiler.UpsertTriggerSql(func='INSERT INTO "carenotes_carenoteamendmentevent" ("author_id", "body", "category", "created_at", "id", "note_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "previous_body", "previous_category", "previous_priority", "priority", "reason", "tenant_id") VALUES (OLD."author_id", OLD."body", OLD."category", OLD."created_at", OLD."id", OLD."note_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'deleted\', OLD."id", OLD."previous_body", OLD."previous_category", OLD."previous_priority", OLD."priority", OLD."reason", OLD."tenant_id"); RETURN NULL;', hash='7317b9910a6507993301d75be09fe287dd28a6ce', operation='DELETE', pgid='pgtrigger_deleted_delete_a8650', table='carenotes_carenoteamendment', when='AFTER')),
+            model_name="carenoteamendment",
+            trigger=pgtrigger.compiler.Trigger(
+                name="deleted_delete",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func='INSERT INTO "carenotes_carenoteamendmentevent" ("author_id", "body", "category", "created_at", "id", "note_id", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "previous_body", "previous_category", "previous_priority", "priority", "reason", "tenant_id") VALUES (OLD."author_id", OLD."body", OLD."category", OLD."created_at", OLD."id", OLD."note_id", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, NOW(), \'deleted\', OLD."id", OLD."previous_body", OLD."previous_category", OLD."previous_priority", OLD."priority", OLD."reason", OLD."tenant_id"); RETURN NULL;',
+                    hash="7317b9910a6507993301d75be09fe287dd28a6ce",
+                    operation="DELETE",
+                    pgid="pgtrigger_deleted_delete_a8650",
+                    table="carenotes_carenoteamendment",
+                    when="AFTER",
+                ),
+            ),
         ),
         migrations.AddIndex(
-            model_name='carenoteamendmentevent',
-            index=models.Index(fields=['tenant', 'pgh_obj'], name='amendmentevent_tenant_idx'),
+            model_name="carenoteamendmentevent",
+            index=models.Index(fields=["tenant", "pgh_obj"], name="amendmentevent_tenant_idx"),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='carenoteamendmentevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='aaca4dea4c097a575838678d33ecc7d54fab63a8', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_bf26d', table='carenotes_carenoteamendmentevent', when='BEFORE')),
+            model_name="carenoteamendmentevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="aaca4dea4c097a575838678d33ecc7d54fab63a8",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_bf26d",
+                    table="carenotes_carenoteamendmentevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
         migrations.AddIndex(
-            model_name='carenoteevent',
-            index=models.Index(fields=['tenant', 'pgh_obj'], name='carenoteevent_tenant_idx'),
+            model_name="carenoteevent",
+            index=models.Index(fields=["tenant", "pgh_obj"], name="carenoteevent_tenant_idx"),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='carenoteevent',
-            trigger=pgtrigger.compiler.Trigger(name='append_only', sql=pgtrigger.compiler.UpsertTriggerSql(func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;", hash='9cb1d3815c0acd9456a92d3e6ab60c29f43f5616', operation='UPDATE OR DELETE', pgid='pgtrigger_append_only_37206', table='carenotes_carenoteevent', when='BEFORE')),
+            model_name="carenoteevent",
+            trigger=pgtrigger.compiler.Trigger(
+                name="append_only",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    func="RAISE EXCEPTION 'pgtrigger: Cannot update or delete rows from % table', TG_TABLE_NAME;",
+                    hash="9cb1d3815c0acd9456a92d3e6ab60c29f43f5616",
+                    operation="UPDATE OR DELETE",
+                    pgid="pgtrigger_append_only_37206",
+                    table="carenotes_carenoteevent",
+                    when="BEFORE",
+                ),
+            ),
         ),
         migrations.RunSQL(
             "".join(map(AMENDMENTS.policy_sql, HISTORY_TABLES)),
