@@ -171,6 +171,9 @@ class CareNoteAdmin(TenantScopedAdmin):
             return "-"
         return format_html('<a href="{}">{}</a>', amend_url(note), AMEND_LINK_TEXT)
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
     def get_fields(self, request, obj=None):
         if obj is None:
             return NOTE_FIELDS[:-1]

@@ -73,9 +73,10 @@ def _history(model_name: str, index_name: str):
     Inserts are not tracked: a new row is its own record, and bulk loads stay fast.
     """
     return pghistory.track(
-        pghistory.UpdateEvent(HISTORY_BEFORE, row=pghistory.Old),
-        pghistory.UpdateEvent(HISTORY_AFTER, row=pghistory.New),
-        pghistory.DeleteEvent(HISTORY_DELETED),
+        # PostgreSQL fires a table's triggers in name order: "before" rows come first.
+        pghistory.UpdateEvent(HISTORY_BEFORE, row=pghistory.Old, trigger_name="update_1_before"),
+        pghistory.UpdateEvent(HISTORY_AFTER, row=pghistory.New, trigger_name="update_2_after"),
+        pghistory.DeleteEvent(HISTORY_DELETED, trigger_name="delete_record"),
         model_name=model_name,
         context_field=pghistory.ContextJSONField(),
         append_only=True,
