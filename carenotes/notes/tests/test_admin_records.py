@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -63,6 +64,17 @@ def _change_form(note, **changes) -> dict:
     return {**fields, **changes}
 
 
+def _rolled_up_categories(note) -> dict[str, int]:
+    """The day rollups' note counts per category (stats 0003 triggers keep them), read raw."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT category, sum(notes) FROM stats_day_counts WHERE tenant_id = %s "
+            "GROUP BY category",
+            [note.tenant_id],
+        )
+        return dict(cursor.fetchall())
+
+
 def _stored(note) -> tuple:
     note = CareNote.objects.get(pk=note.pk)
     return note.category, note.priority, note.created_at
@@ -106,6 +118,7 @@ def test_the_amend_form_starts_from_the_notes_values(tenant_admin, note):
 
 
 def test_a_tenant_admin_amends_through_the_service(tenant_admin, note):
+    assert _rolled_up_categories(note) == {"observation": 1}
     form = {
         "note": note.pk,
         "reason": "Wrong category.",
@@ -117,6 +130,7 @@ def test_a_tenant_admin_amends_through_the_service(tenant_admin, note):
     assert response.status_code == HTTPStatus.FOUND
     assert response["Location"] == f"{NOTES}{note.pk}/change/"
     assert _stored(note) == ("medication", 3, NOTE_TIME)
+    assert _rolled_up_categories(note) == {"medication": 1}
     amendment = CareNoteAmendment.objects.get()
     assert (amendment.previous_category, amendment.reason) == ("observation", "Wrong category.")
     # The note page lists the amendment and the history beside the note.
