@@ -171,6 +171,10 @@ class CareNoteAdmin(TenantScopedAdmin):
             return "-"
         return format_html('<a href="{}">{}</a>', amend_url(note), AMEND_LINK_TEXT)
 
+    def get_readonly_fields(self, request, obj=None):
+        # A repair corrects a note within its tenant; moving it to another is not a repair.
+        return [*self.readonly_fields, "tenant"] if obj is not None else self.readonly_fields
+
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []
 

@@ -126,8 +126,6 @@ class CareNote(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            # The target of amendments' composite (tenant_id, note_id) foreign key.
-            models.UniqueConstraint(fields=["tenant", "id"], name="carenote_tenant_id_uniq"),
             models.CheckConstraint(
                 condition=models.Q(priority__gte=PRIORITY_MIN, priority__lte=PRIORITY_MAX),
                 name="carenote_priority_range",
@@ -189,14 +187,9 @@ class CareNoteAmendment(models.Model):
     tenant = models.ForeignKey(
         Tenant, on_delete=models.CASCADE, related_name="care_note_amendments", db_index=False
     )
-    # db_constraint=False: the composite (tenant_id, note_id) foreign key in the migration is
-    # the real constraint, and proves the note is the amendment's tenant's.
+    # A trigger (migration 0006) checks that the note is of the amendment's tenant.
     note = models.ForeignKey(
-        CareNote,
-        on_delete=models.CASCADE,
-        related_name="amendments",
-        db_constraint=False,
-        db_index=False,
+        CareNote, on_delete=models.CASCADE, related_name="amendments", db_index=False
     )
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,

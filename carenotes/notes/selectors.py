@@ -73,9 +73,9 @@ class NoteCursor:
         return cls(created_at=created_at, id=note_id)
 
 
-def _with_amendment_count(queryset: QuerySet[CareNote]) -> QuerySet[CareNote]:
-    """Annotate each note with ``amendment_count``: one probe of carenoteamendment_note_idx
-    per note, in the same statement (the list's query count does not grow)."""
+def notes_with_amendment_count(queryset: QuerySet[CareNote]) -> QuerySet[CareNote]:
+    """Return ``queryset`` with each note's ``amendment_count`` (the API shows it): one probe
+    of carenoteamendment_note_idx per note, in the same statement."""
     counts = (
         CareNoteAmendment.objects.filter(tenant_id=OuterRef("tenant_id"), note_id=OuterRef("pk"))
         .order_by()
@@ -109,7 +109,7 @@ def note_list(*, tenant: TenantInfo, filters: NoteFilters) -> QuerySet[CareNote]
         "created_at__gte": filters.created_after,
         "created_at__lt": filters.created_before,
     }
-    return _with_amendment_count(
+    return notes_with_amendment_count(
         CareNote.objects.filter(tenant_id=tenant.id)
         .filter(**{key: value for key, value in conditions.items() if value is not None})
         .select_related(*NOTE_OUTPUT_RELATED)
@@ -140,7 +140,7 @@ def note_page(
 
 def note_get(*, principal: Principal, note_id: int) -> CareNote:
     """Return a note of one of the caller's tenants; 404 for any other id, existing or not."""
-    queryset = _with_amendment_count(CareNote.objects.select_related(*NOTE_OUTPUT_RELATED))
+    queryset = notes_with_amendment_count(CareNote.objects.select_related(*NOTE_OUTPUT_RELATED))
     if not principal.is_superuser:
         queryset = queryset.filter(tenant_id__in=list(principal.roles))
     note = queryset.filter(pk=note_id).first()

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pghistory
 import pytest
-from django.db import ProgrammingError, connection, transaction
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
 
@@ -185,3 +185,23 @@ def test_the_app_role_amends_within_its_tenant(note):
         _amend(note, priority=2)
     assert CareNote.objects.get().priority == 2
     assert [label for label, *_ in _history(note)] == [HISTORY_BEFORE, HISTORY_AFTER]
+
+
+def test_the_database_refuses_an_amendment_of_another_tenants_note(note):
+    other = CareNoteFactory()
+    fields = {
+        "note_id": other.pk,
+        "tenant_id": note.tenant_id,
+        "author_id": note.author_id,
+        "created_at": timezone.now(),
+        "reason": "r",
+        "previous_category": "observation",
+        "previous_priority": 3,
+        "previous_body": "a",
+        "category": "observation",
+        "priority": 1,
+        "body": "a",
+    }
+    with pytest.raises(IntegrityError, match="is not a note of tenant"), transaction.atomic():
+        CareNoteAmendment.objects.create(**fields)
+    CareNoteAmendment.objects.create(**{**fields, "tenant_id": other.tenant_id})
