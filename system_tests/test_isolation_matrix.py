@@ -6,6 +6,7 @@ name. Admin routes are derived from ``admin.site._registry``: a newly registered
 a row in ``ADMIN_MODELS`` (what a tenant admin may do with it, and whether it is scoped).
 """
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from django.contrib.auth.models import Group
 from django.urls import URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from carenotes.notes.models import CareNote
+from carenotes.notes.models import CareNote, CareNoteAmendment
+from carenotes.notes.services import note_amend
 from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
 from tenants.models import ApiToken, Membership, Role
 from tenants.services import TENANT_ADMIN_GROUP, api_token_create, membership_grant
@@ -74,9 +76,11 @@ class Side:
     admin: object
     membership: object
     token: ApiToken
+    amendment: CareNoteAmendment
 
     def markers(self) -> list[str]:
         return [
+            self.amendment.reason,
             self.tenant.name,
             self.facility.name,
             self.patient.reference,
@@ -109,14 +113,24 @@ def _side(tag: str, notes: int) -> Side:
         membership_grant(user=users[role], tenant=tenant, role=role)
     carer = users[Role.CARER]
     token, _ = api_token_create(user=carer, name=f"{tag} token")
+    notes = CareNoteFactory.create_batch(
+        notes, patient=patient, author=carer, body=f"{tag} note body", created_at=NOTE_TIME
+    )
+    # An amended note: its amendment and change history are the tenant's data too.
+    amendment = note_amend(
+        tenant=tenant,
+        author=carer,
+        note_id=notes[0].pk,
+        reason=f"{tag} amendment",
+        category="treatment",
+    )
     return Side(
         tag=tag,
         tenant=tenant,
         facility=facility,
         patient=patient,
-        notes=CareNoteFactory.create_batch(
-            notes, patient=patient, author=carer, body=f"{tag} note body", created_at=NOTE_TIME
-        ),
+        notes=notes,
+        amendment=amendment,
         carer=carer,
         manager=users[Role.MANAGER],
         admin=users[Role.ADMIN],
@@ -181,6 +195,14 @@ def _note_body(world: World) -> dict:
     }
 
 
+_amendments = itertools.count()
+
+
+def _amendment_body(world: World) -> dict:
+    # A new text each time: an amendment that changes nothing is a 400.
+    return {"reason": "Matrix correction.", "body": f"Corrected text {next(_amendments)}"}
+
+
 # Routes outside the model admins, by name (or pattern when unnamed).
 ROUTES: dict[str, list[Visit]] = {
     # `/` (and the admin's "View site") redirects to the API documentation, for everyone.
@@ -222,6 +244,15 @@ ROUTES: dict[str, list[Visit]] = {
     ],
     "resident-detail": [
         Visit("get", lambda w: f"/api/residents/{w.a.patient.pk}/", A_MEMBERS_API),
+    ],
+    # Any member amends; a superuser outside the tenant is refused (403), as for recording.
+    "note-amendment-create": [
+        Visit(
+            "post",
+            lambda w: f"/api/notes/{w.a.notes[0].pk}/amendments/",
+            codes(UNAUTHORIZED, UNAUTHORIZED, CREATED, CREATED, CREATED, NOT_FOUND, FORBIDDEN),
+            body=_amendment_body,
+        ),
     ],
     "note-detail": [
         Visit("get", lambda w: f"/api/notes/{w.a.notes[0].pk}/", A_MEMBERS_API),
@@ -332,6 +363,8 @@ class AdminModel:
     delete: bool = False
     # Scoped admins answer 404 for another tenant's object; others refuse by permission.
     scoped: bool = True
+    # Records nobody deletes in the admin (amendments) refuse superusers too.
+    superuser_delete: bool = True
 
 
 ADMIN_MODELS: dict[str, AdminModel] = {
@@ -341,7 +374,12 @@ ADMIN_MODELS: dict[str, AdminModel] = {
         lambda w: (w.a.membership, w.b.membership), view=True, add=True, delete=True
     ),
     "carenotes.patient": AdminModel(lambda w: (w.a.patient, w.b.patient), view=True, add=True),
+    # Tenant admins see notes read-only (with amendments and history) and add notes; they
+    # amend through the amendments' add form, and never change or delete either.
     "carenotes.carenote": AdminModel(lambda w: (w.a.notes[0], w.b.notes[0]), view=True, add=True),
+    "carenotes.carenoteamendment": AdminModel(
+        lambda w: (w.a.amendment, w.b.amendment), view=True, add=True, superuser_delete=False
+    ),
     "auth.user": AdminModel(lambda w: (w.a.carer, w.b.carer), view=True),
     # Superuser-only models: tenant admins are refused by permission, whatever the object.
     "tenants.apitoken": AdminModel(lambda w: (w.a.token, w.b.token), scoped=False),
@@ -382,11 +420,14 @@ def admin_model_visits(label: str, rules: AdminModel) -> list[Visit]:
     visits = []
     for view in ADMIN_VIEWS:
         for index, side in enumerate(("a", "b") if view not in ("changelist", "add") else ("a",)):
+            superuser = FOUND if view == "redirect" else OK
+            if view == "delete" and not rules.superuser_delete:
+                superuser = FORBIDDEN
             expected = codes(
                 *[FOUND] * 4,
                 _tenant_admin_code(rules, view, own=side == "a"),
                 _tenant_admin_code(rules, view, own=side == "b"),
-                FOUND if view == "redirect" else OK,
+                superuser,
             )
             visits.append(
                 Visit(
@@ -449,6 +490,8 @@ def _ids_in(data, found: dict[str, set[int]] | None = None) -> dict[str, set[int
                 found["facility"].update(value)
             elif key == "by_facility":
                 found["facility"].update(int(facility_id) for facility_id in value)
+            elif key == "id" and "reason" in data:
+                continue  # an amendment's own id
             elif key == "id" and "category" in data:
                 found["note"].add(value)
             elif key == "id" and "reference" in data:
@@ -563,3 +606,17 @@ def test_a_repeated_tenant_id_is_the_same_400_for_every_caller_in_any_order(worl
     # Members, non-members and superusers alike learn only that the parameter was repeated.
     expected = (HTTPStatus.BAD_REQUEST, {"tenant_id": ["Give this parameter once."]})
     assert answers == dict.fromkeys(answers, expected)
+
+
+def test_a_tenant_admin_sees_their_notes_history_and_amendments_only(world):
+    client = world.clients["admin_a"]
+    ours = client.get(f"/admin/carenotes/carenote/{world.a.notes[0].pk}/change/")
+    page = ours.content.decode()
+    # The history inline names the amendment's reason; the amendment inline lists it.
+    assert f"amendment reason: {world.a.amendment.reason}" in page
+    assert "Change history (written by the database)" in page
+    assert world.b.amendment.reason not in page
+    theirs = client.get(f"/admin/carenotes/carenote/{world.b.notes[0].pk}/change/")
+    assert theirs.status_code == NOT_FOUND
+    listed = client.get("/admin/carenotes/carenoteamendment/").content.decode()
+    assert world.a.amendment.reason in listed and world.b.amendment.reason not in listed
