@@ -205,3 +205,11 @@ def test_the_database_refuses_an_amendment_of_another_tenants_note(note):
     with pytest.raises(IntegrityError, match="is not a note of tenant"), transaction.atomic():
         CareNoteAmendment.objects.create(**fields)
     CareNoteAmendment.objects.create(**{**fields, "tenant_id": other.tenant_id})
+
+
+def test_the_history_context_is_sent_inside_the_replica_observer_and_outside_the_scope():
+    # Behind a transaction pooler the scope wrapper writes a SELECT in front of every
+    # statement; pghistory skips SELECTs, so its context must be added before that.
+    connection.ensure_connection()
+    names = [wrapper.__name__ for wrapper in connection.execute_wrappers]
+    assert names[:3] == ["_write_observer", "history_context_wrapper", "db_scope_wrapper"]
