@@ -281,20 +281,23 @@ def test_the_rollup_migration_freezes_the_roles_and_tables_of_the_code():
     )
 
 
-def test_every_rollup_table_forces_both_policies_and_no_role_may_truncate_it():
-    tables = sorted(ROLLUP_MIGRATION.RLS_TABLES)
+def _forced_with_both_policies(tables: list[str]) -> tuple[list, list]:
+    """Return (table, enabled, forced) and (table, policy, role) rows of ``tables``, sorted."""
     forced = _rows(
         "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
         "WHERE relname = ANY(%s) ORDER BY relname",
         [tables],
     )
-    assert forced == [(table, True, True) for table in tables]
     policies = _rows(
         "SELECT tablename, policyname, roles[1] FROM pg_policies "
         "WHERE tablename = ANY(%s) ORDER BY 1, 2",
         [tables],
     )
-    assert policies == [
+    return forced, policies
+
+
+def _both_policies_expected(tables: list[str]) -> tuple[list, list]:
+    policies = [
         row
         for table in tables
         for row in (
@@ -302,6 +305,12 @@ def test_every_rollup_table_forces_both_policies_and_no_role_may_truncate_it():
             (table, MIGRATION.POLICY_NAME, APP_ROLE),
         )
     ]
+    return [(table, True, True) for table in tables], policies
+
+
+def test_every_rollup_table_forces_both_policies_and_no_role_may_truncate_it():
+    tables = sorted(ROLLUP_MIGRATION.RLS_TABLES)
+    assert _forced_with_both_policies(tables) == _both_policies_expected(tables)
     for role in (APP_ROLE, SYSTEM_ROLE):
         granted = _rows(
             "SELECT relname, has_table_privilege(%s, oid, 'SELECT, INSERT, UPDATE, DELETE'), "
@@ -390,25 +399,7 @@ def test_the_record_migrations_freeze_the_roles_policies_and_tables_of_the_code(
 
 
 def test_every_record_table_forces_both_policies():
-    forced = _rows(
-        "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
-        "WHERE relname = ANY(%s) ORDER BY relname",
-        [RECORD_TABLES],
-    )
-    assert forced == [(table, True, True) for table in RECORD_TABLES]
-    policies = _rows(
-        "SELECT tablename, policyname, roles[1] FROM pg_policies "
-        "WHERE tablename = ANY(%s) ORDER BY 1, 2",
-        [RECORD_TABLES],
-    )
-    assert policies == [
-        row
-        for table in RECORD_TABLES
-        for row in (
-            (table, MIGRATION.ALL_TENANTS_POLICY_NAME, SYSTEM_ROLE),
-            (table, MIGRATION.POLICY_NAME, APP_ROLE),
-        )
-    ]
+    assert _forced_with_both_policies(RECORD_TABLES) == _both_policies_expected(RECORD_TABLES)
 
 
 def _privileges(role: str, table: str) -> tuple[str, ...]:
