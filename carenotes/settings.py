@@ -287,6 +287,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # A note's category and an amendment's previous and new ones are one enum.
+    "ENUM_NAME_OVERRIDES": {"CategoryEnum": "carenotes.notes.models.Category"},
     # 401, 429 and the request limits' 400/413 on every secured operation.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

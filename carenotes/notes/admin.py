@@ -1,4 +1,5 @@
-"""Django admin for patients and care notes: tenant-scoped and fast at millions of notes."""
+"""Django admin for patients and care notes: tenant-scoped, fast at millions of notes, and
+recorded notes read-only but for superusers' recorded repairs (amendments: admin_records.py)."""
 
 from zoneinfo import ZoneInfo
 
