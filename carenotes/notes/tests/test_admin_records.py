@@ -226,3 +226,14 @@ def test_a_tenant_admins_new_note_keeps_the_apis_backdating_rule(tenant_admin, n
     form.update(created_at_0=recent.date().isoformat(), created_at_1=recent.strftime("%H:%M:%S"))
     assert tenant_admin.post(f"{NOTES}add/", form).status_code == HTTPStatus.FOUND
     assert CareNote.objects.count() == 2
+
+
+def test_an_amended_note_is_not_deleted_even_by_a_superuser(superuser, note):
+    from carenotes.notes.services import note_amend
+
+    note_amend(tenant=note.tenant, author=note.author, note_id=note.pk, reason="r", priority=1)
+    response = superuser.post(f"{NOTES}{note.pk}/delete/", {"post": "yes"})
+    # Deleting it would delete its amendments, which nobody may delete in the admin.
+    assert response.status_code == HTTPStatus.FORBIDDEN
+    assert CareNote.objects.filter(pk=note.pk).exists()
+    assert CareNoteAmendment.objects.count() == 1
