@@ -60,6 +60,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Trigger-written change history of care records (carenotes/notes/history.py).
+    "pgtrigger",
+    "pghistory",
     "tenants",
     "audit",
     "carenotes.notes",
@@ -86,6 +89,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who changed a care record: the signed-in user (or, once DRF has authenticated, the
+    # token's user) and the path go into the history rows the triggers write.
+    "pghistory.middleware.HistoryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -287,6 +293,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # A note's category and an amendment's previous and new ones are one enum.
+    "ENUM_NAME_OVERRIDES": {"CategoryEnum": "carenotes.notes.models.Category"},
     # 401, 429 and the request limits' 400/413 on every secured operation.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -449,3 +457,5 @@ if IDEMPOTENCY_KEY_TTL_HOURS < 1:
     raise ImproperlyConfigured(
         f"IDEMPOTENCY_KEY_TTL_HOURS must be 1 or more, got {IDEMPOTENCY_KEY_TTL_HOURS}"
     )
+# Writes only: a read records nothing, so it need not carry the history context either.
+PGHISTORY_MIDDLEWARE_METHODS = ("POST", "PUT", "PATCH", "DELETE")

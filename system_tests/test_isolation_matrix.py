@@ -6,6 +6,7 @@ name. Admin routes are derived from ``admin.site._registry``: a newly registered
 a row in ``ADMIN_MODELS`` (what a tenant admin may do with it, and whether it is scoped).
 """
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from rest_framework.test import APIClient
 
 from audit.tests.factories import ReadRecordFactory
 from carenotes.notes.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, REPLAYED_VALUE
-from carenotes.notes.models import CareNote
+from carenotes.notes.models import CareNote, CareNoteAmendment
+from carenotes.notes.services import note_amend
 from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory
 from tenants.models import ApiToken, Membership, Role
 from tenants.services import TENANT_ADMIN_GROUP, api_token_create, membership_grant
@@ -77,9 +79,11 @@ class Side:
     membership: object
     token: ApiToken
     read_record: object
+    amendment: CareNoteAmendment
 
     def markers(self) -> list[str]:
         return [
+            self.amendment.reason,
             self.tenant.name,
             self.facility.name,
             self.patient.reference,
@@ -112,14 +116,24 @@ def _side(tag: str, notes: int) -> Side:
         membership_grant(user=users[role], tenant=tenant, role=role)
     carer = users[Role.CARER]
     token, _ = api_token_create(user=carer, name=f"{tag} token")
+    notes = CareNoteFactory.create_batch(
+        notes, patient=patient, author=carer, body=f"{tag} note body", created_at=NOTE_TIME
+    )
+    # An amended note: its amendment and change history are the tenant's data too.
+    amendment = note_amend(
+        tenant=tenant,
+        author=carer,
+        note_id=notes[0].pk,
+        reason=f"{tag} amendment",
+        category="treatment",
+    )
     return Side(
         tag=tag,
         tenant=tenant,
         facility=facility,
         patient=patient,
-        notes=CareNoteFactory.create_batch(
-            notes, patient=patient, author=carer, body=f"{tag} note body", created_at=NOTE_TIME
-        ),
+        notes=notes,
+        amendment=amendment,
         carer=carer,
         manager=users[Role.MANAGER],
         admin=users[Role.ADMIN],
@@ -186,6 +200,14 @@ def _note_body(world: World) -> dict:
     }
 
 
+_amendments = itertools.count()
+
+
+def _amendment_body(world: World) -> dict:
+    # A new text each time: an amendment that changes nothing is a 400.
+    return {"reason": "Matrix correction.", "body": f"Corrected text {next(_amendments)}"}
+
+
 # Routes outside the model admins, by name (or pattern when unnamed).
 ROUTES: dict[str, list[Visit]] = {
     # `/` (and the admin's "View site") redirects to the API documentation, for everyone.
@@ -227,6 +249,15 @@ ROUTES: dict[str, list[Visit]] = {
     ],
     "resident-detail": [
         Visit("get", lambda w: f"/api/residents/{w.a.patient.pk}/", A_MEMBERS_API),
+    ],
+    # Any member amends; a superuser outside the tenant is refused (403), as for recording.
+    "note-amendment-create": [
+        Visit(
+            "post",
+            lambda w: f"/api/notes/{w.a.notes[0].pk}/amendments/",
+            codes(UNAUTHORIZED, UNAUTHORIZED, CREATED, CREATED, CREATED, NOT_FOUND, FORBIDDEN),
+            body=_amendment_body,
+        ),
     ],
     "note-detail": [
         Visit("get", lambda w: f"/api/notes/{w.a.notes[0].pk}/", A_MEMBERS_API),
@@ -339,6 +370,8 @@ class AdminModel:
     scoped: bool = True
     # Nobody adds or deletes, superusers included (the access audit).
     read_only: bool = False
+    # Records nobody deletes in the admin (amendments) refuse superusers too.
+    superuser_delete: bool = True
 
 
 ADMIN_MODELS: dict[str, AdminModel] = {
@@ -348,7 +381,12 @@ ADMIN_MODELS: dict[str, AdminModel] = {
         lambda w: (w.a.membership, w.b.membership), view=True, add=True, delete=True
     ),
     "carenotes.patient": AdminModel(lambda w: (w.a.patient, w.b.patient), view=True, add=True),
+    # Tenant admins see notes read-only (with amendments and history) and add notes; they
+    # amend through the amendments' add form, and never change or delete either.
     "carenotes.carenote": AdminModel(lambda w: (w.a.notes[0], w.b.notes[0]), view=True, add=True),
+    "carenotes.carenoteamendment": AdminModel(
+        lambda w: (w.a.amendment, w.b.amendment), view=True, add=True, superuser_delete=False
+    ),
     "auth.user": AdminModel(lambda w: (w.a.carer, w.b.carer), view=True),
     "audit.readrecord": AdminModel(
         lambda w: (w.a.read_record, w.b.read_record), view=True, read_only=True
@@ -381,7 +419,9 @@ def _tenant_admin_code(rules: AdminModel, view: str, own: bool) -> HTTPStatus:
 def _superuser_code(rules: AdminModel, view: str) -> HTTPStatus:
     if view == "redirect":
         return FOUND
-    return FORBIDDEN if rules.read_only and view in ("add", "delete") else OK
+    if rules.read_only and view in ("add", "delete"):
+        return FORBIDDEN
+    return FORBIDDEN if view == "delete" and not rules.superuser_delete else OK
 
 
 def _admin_url(label: str, view: str, obj) -> str:
@@ -465,6 +505,8 @@ def _ids_in(data, found: dict[str, set[int]] | None = None) -> dict[str, set[int
                 found["facility"].update(value)
             elif key == "by_facility":
                 found["facility"].update(int(facility_id) for facility_id in value)
+            elif key == "id" and "reason" in data:
+                continue  # an amendment's own id
             elif key == "id" and "category" in data:
                 found["note"].add(value)
             elif key == "id" and "reference" in data:
@@ -605,3 +647,17 @@ def test_an_idempotency_key_replays_its_answer_to_its_owner_only(world):
         "member_b": (NOT_FOUND, False, False),
         "superuser": (FORBIDDEN, False, False),
     }
+
+
+def test_a_tenant_admin_sees_their_notes_history_and_amendments_only(world):
+    client = world.clients["admin_a"]
+    ours = client.get(f"/admin/carenotes/carenote/{world.a.notes[0].pk}/change/")
+    page = ours.content.decode()
+    # The history inline names the amendment's reason; the amendment inline lists it.
+    assert f"amendment reason: {world.a.amendment.reason}" in page
+    assert "Change history (written by the database)" in page
+    assert world.b.amendment.reason not in page
+    theirs = client.get(f"/admin/carenotes/carenote/{world.b.notes[0].pk}/change/")
+    assert theirs.status_code == NOT_FOUND
+    listed = client.get("/admin/carenotes/carenoteamendment/").content.decode()
+    assert world.a.amendment.reason in listed and world.b.amendment.reason not in listed

@@ -7,7 +7,7 @@ from http import HTTPStatus
 
 import pytest
 from django.core.management import get_commands
-from django.db import ProgrammingError, connection, transaction
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 from django.utils import timezone
 
 from carenotes.notes.models import IdempotencyKey
@@ -216,7 +216,8 @@ def test_a_missing_tenant_filter_still_leaks_nothing(token_client, monkeypatch):
     from carenotes.notes.models import CareNote
 
     def unfiltered_note_list(*, tenant, filters):
-        return CareNote.objects.select_related(*selectors.NOTE_OUTPUT_RELATED).order_by("-id")
+        notes = CareNote.objects.select_related(*selectors.NOTE_OUTPUT_RELATED).order_by("-id")
+        return selectors.notes_with_amendment_count(notes)
 
     monkeypatch.setattr("carenotes.notes.api.views.note_list", unfiltered_note_list)
     response = client.get(f"/api/notes/?tenant_id={ours.tenant.pk}&page_size=200")
@@ -284,23 +285,23 @@ def test_the_rollup_migration_freezes_the_roles_and_tables_of_the_code():
     )
 
 
-@pytest.mark.parametrize(
-    "migration", [ROLLUP_MIGRATION, IDEMPOTENCY_MIGRATION], ids=["rollups", "idempotency-keys"]
-)
-def test_every_later_tenant_table_forces_both_policies_and_no_role_may_truncate_it(migration):
-    tables = sorted(migration.RLS_TABLES)
+def _forced_with_both_policies(tables: list[str]) -> tuple[list, list]:
+    """Return (table, enabled, forced) and (table, policy, role) rows of ``tables``, sorted."""
     forced = _rows(
         "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
         "WHERE relname = ANY(%s) ORDER BY relname",
         [tables],
     )
-    assert forced == [(table, True, True) for table in tables]
     policies = _rows(
         "SELECT tablename, policyname, roles[1] FROM pg_policies "
         "WHERE tablename = ANY(%s) ORDER BY 1, 2",
         [tables],
     )
-    assert policies == [
+    return forced, policies
+
+
+def _both_policies_expected(tables: list[str]) -> tuple[list, list]:
+    policies = [
         row
         for table in tables
         for row in (
@@ -308,6 +309,15 @@ def test_every_later_tenant_table_forces_both_policies_and_no_role_may_truncate_
             (table, MIGRATION.POLICY_NAME, APP_ROLE),
         )
     ]
+    return [(table, True, True) for table in tables], policies
+
+
+@pytest.mark.parametrize(
+    "migration", [ROLLUP_MIGRATION, IDEMPOTENCY_MIGRATION], ids=["rollups", "idempotency-keys"]
+)
+def test_every_later_tenant_table_forces_both_policies_and_no_role_may_truncate_it(migration):
+    tables = sorted(migration.RLS_TABLES)
+    assert _forced_with_both_policies(tables) == _both_policies_expected(tables)
     for role in (APP_ROLE, SYSTEM_ROLE):
         granted = _rows(
             "SELECT relname, has_table_privilege(%s, oid, 'SELECT, INSERT, UPDATE, DELETE'), "
@@ -470,3 +480,105 @@ def test_the_app_role_sees_only_its_tenants_audit_records(two_tenants):
         assert _rows(sql) == []
     with rls_system():
         assert sorted(_rows(sql)) == sorted([(ours.tenant_id,), (theirs.tenant_id,)])
+
+
+# --- care records: amendments and the change history (carenotes migrations 0006-0007) ---------
+
+AMENDMENTS_MIGRATION = importlib.import_module(
+    "carenotes.notes.migrations.0006_care_note_amendments"
+)
+HISTORY_MIGRATION = importlib.import_module("carenotes.notes.migrations.0007_care_record_history")
+AMENDMENTS_TABLE = AMENDMENTS_MIGRATION.AMENDMENTS_TABLE
+RECORD_TABLES = sorted([AMENDMENTS_TABLE, *HISTORY_MIGRATION.HISTORY_TABLES])
+PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
+
+
+def test_the_record_migrations_freeze_the_roles_policies_and_tables_of_the_code():
+    from carenotes.notes.models import CareNoteAmendment, CareNoteAmendmentEvent, CareNoteEvent
+
+    frozen = (AMENDMENTS_MIGRATION.APP_ROLE, AMENDMENTS_MIGRATION.SYSTEM_ROLE)
+    assert frozen == (APP_ROLE, SYSTEM_ROLE)
+    assert (AMENDMENTS_MIGRATION.POLICY_NAME, AMENDMENTS_MIGRATION.ALL_TENANTS_POLICY_NAME) == (
+        MIGRATION.POLICY_NAME,
+        MIGRATION.ALL_TENANTS_POLICY_NAME,
+    )
+    assert (
+        sorted(
+            model._meta.db_table
+            for model in (CareNoteAmendment, CareNoteEvent, CareNoteAmendmentEvent)
+        )
+        == RECORD_TABLES
+    )
+    assert set(rls.LATER_RLS_TABLES) == {AMENDMENTS_TABLE}
+
+
+def test_every_record_table_forces_both_policies():
+    assert _forced_with_both_policies(RECORD_TABLES) == _both_policies_expected(RECORD_TABLES)
+
+
+def _privileges(role: str, table: str) -> tuple[str, ...]:
+    held = _rows(
+        "SELECT p FROM unnest(%s::text[]) AS p WHERE has_table_privilege(%s, %s, p)",
+        [list(PRIVILEGES), role, table],
+    )
+    return tuple(row[0] for row in held)
+
+
+def test_records_are_append_only_for_the_app_role_and_history_for_both_roles():
+    granted = {
+        (role, table): _privileges(role, table)
+        for role in (APP_ROLE, SYSTEM_ROLE)
+        for table in [*RECORD_TABLES, "carenotes_carenote", HISTORY_MIGRATION.CONTEXT_TABLE]
+    }
+    read_insert = ("SELECT", "INSERT")
+    dml = ("SELECT", "INSERT", "UPDATE", "DELETE")
+    assert granted == {
+        (APP_ROLE, AMENDMENTS_TABLE): read_insert,
+        (SYSTEM_ROLE, AMENDMENTS_TABLE): dml,
+        **{
+            (role, table): read_insert
+            for role in (APP_ROLE, SYSTEM_ROLE)
+            for table in HISTORY_MIGRATION.HISTORY_TABLES
+        },
+        # Notes: the app role may UPDATE only the amendable columns (below) and not DELETE.
+        (APP_ROLE, "carenotes_carenote"): read_insert,
+        (SYSTEM_ROLE, "carenotes_carenote"): dml,
+        # pghistory's shared context table would hold every tenant's users: unused, closed.
+        (APP_ROLE, HISTORY_MIGRATION.CONTEXT_TABLE): (),
+        (SYSTEM_ROLE, HISTORY_MIGRATION.CONTEXT_TABLE): (),
+    }
+    updatable = _rows(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'carenotes_carenote'::regclass "
+        "AND attnum > 0 AND NOT attisdropped "
+        "AND has_column_privilege(%s, attrelid, attnum, 'UPDATE') ORDER BY attname",
+        [APP_ROLE],
+    )
+    assert updatable == [("body",), ("category",), ("priority",)]
+
+
+def test_the_app_role_sees_and_writes_only_its_tenants_records(two_tenants):
+    from carenotes.notes.services import note_amend
+
+    ours, theirs = two_tenants
+    for note in (ours, theirs):
+        note_amend(tenant=note.tenant, author=note.author, note_id=note.pk, reason="r", priority=1)
+    sql = " UNION ALL ".join(f"SELECT '{t}', tenant_id FROM {t}" for t in RECORD_TABLES)
+    with rls_tenants([ours.tenant_id]):
+        seen = _rows(sql)
+    # Amendments and the notes' history (the amendments were never changed: no history).
+    assert set(seen) == {
+        (AMENDMENTS_TABLE, ours.tenant_id),
+        ("carenotes_carenoteevent", ours.tenant_id),
+    }
+    with db_scope(NO_TENANTS):
+        assert _rows(sql) == []
+    # Another tenant's note does not exist for the app role: the same-tenant trigger refuses
+    # before the policy's WITH CHECK would.
+    refused = pytest.raises(IntegrityError, match="is not a note of tenant")
+    with rls_tenants([ours.tenant_id]), refused, transaction.atomic():
+        _rows(
+            f"INSERT INTO {AMENDMENTS_TABLE} (tenant_id, note_id, author_id, created_at, reason, "
+            "previous_category, previous_priority, previous_body, category, priority, body) "
+            "VALUES (%s, %s, %s, now(), 'smuggled', 'observation', 3, 'a', 'observation', 2, 'a')",
+            [theirs.tenant_id, theirs.pk, theirs.author_id],
+        )

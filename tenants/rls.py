@@ -72,6 +72,10 @@ RLS_TABLES = {
     "carenotes_patient": "tenant_id",
     "carenotes_carenote": "tenant_id",
 }
+# Tenant tables whose policies later migrations add, written by statements that name them
+# (carenotes/0006: amendments). The change-history and rollup tables are written only by
+# triggers, so no statement names them.
+LATER_RLS_TABLES = {"carenotes_carenoteamendment": "tenant_id"}
 # One round trip sets all three; session-level (is_local false) so that autocommit
 # statements keep it, see db_scope_wrapper for how transactions are handled.
 SCOPE_SQL = (
@@ -267,7 +271,10 @@ def db_scope_wrapper(execute, sql, params, many, context):
 
 # What the replica bookkeeping (carenotes.core.replicas) needs to know of tenancy: which
 # tables hold tenants' rows, and which tenants the statement about to run can reach.
-TENANCY = Tenancy(tenant_tables=frozenset(RLS_TABLES), reach=lambda: db_scope_current().reach())
+TENANCY = Tenancy(
+    tenant_tables=frozenset(RLS_TABLES) | frozenset(LATER_RLS_TABLES),
+    reach=lambda: db_scope_current().reach(),
+)
 
 
 def db_scope_install(sender, connection, **kwargs) -> None:

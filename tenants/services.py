@@ -19,7 +19,8 @@ from tenants.tokens import token_digest
 
 API_KEY_BYTES = 20  # 40 hex characters, the shape clients know from DRF tokens
 API_KEY_PREFIX_LENGTH = 8
-# Created with its permissions by migration tenants/0002_tenant_admin_group.
+# Created with its permissions by migration tenants/0002_tenant_admin_group; notes are amended,
+# never changed, since carenotes/0008_tenant_admins_amend_notes.
 TENANT_ADMIN_GROUP = "Tenant admin"
 # What a tenant admin may do in the Django admin (always inside their own tenants).
 TENANT_ADMIN_PERMISSIONS = (
@@ -38,7 +39,8 @@ TENANT_ADMIN_PERMISSIONS = (
     "carenotes.change_patient",
     "carenotes.view_carenote",
     "carenotes.add_carenote",
-    "carenotes.change_carenote",
+    "carenotes.view_carenoteamendment",
+    "carenotes.add_carenoteamendment",
     # Read-only: audit records are never added, changed or deleted in the admin (audit 0003).
     "audit.view_readrecord",
 )

@@ -1,4 +1,5 @@
-"""Django admin for patients and care notes: tenant-scoped and fast at millions of notes.
+"""Django admin for patients and care notes: tenant-scoped, fast at millions of notes, and
+recorded notes read-only but for superusers' recorded repairs (amendments: admin_records.py).
 
 A note's change page shows its body and appends an access audit record; the changelist shows
 no body (a test holds it to that) and records nothing.
@@ -7,13 +8,24 @@ no body (a test holds it to that) and records nothing.
 from http import HTTPStatus
 from zoneinfo import ZoneInfo
 
+import pghistory
+from django import forms
 from django.contrib import admin
 from django.db import transaction
 from django.db.models import Q
+from django.utils.html import format_html
+from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from audit.services import audit_request_read
+from carenotes.notes.admin_records import (
+    AMEND_LINK_TEXT,
+    AmendmentInline,
+    HistoryInline,
+    amend_url,
+    api_errors_to_form,
+)
 from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Patient
-from carenotes.notes.services import note_changed_on_commit
+from carenotes.notes.services import note_changed_on_commit, note_validate
 from tenants.admin_paging import BoundedChangeList, EstimatedCountPaginator
 from tenants.admin_scoping import (
     ScopedRelatedFieldListFilter,
@@ -30,6 +42,50 @@ NOTE_LIST_MAX_SHOW_ALL = 200
 LOCAL_TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
 CREATED_AT_UTC_LABEL = "Created at (UTC)"
 CREATED_AT_UTC_HELP = "Entered and stored in UTC; the tenant's local time is shown below."
+REPAIR_REASON_HELP = (
+    "A data repair changes a recorded note in place: say why. The change, you and this reason "
+    "are kept in the note's change history."
+)
+NOTE_FIELDS = [
+    "tenant",
+    "facility",
+    "patient",
+    "author",
+    "category",
+    "priority",
+    "body",
+    "created_at",
+    "created_at_local",
+]
+
+
+class NoteAddForm(forms.ModelForm):
+    """A new note, checked by the same rules as ``POST /api/notes/`` (``note_validate``)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            note_validate(
+                tenant=cleaned["tenant"],
+                facility_id=cleaned["facility"].pk,
+                patient_id=cleaned["patient"].pk,
+                category=cleaned["category"],
+                priority=cleaned["priority"],
+                body=cleaned["body"],
+                created_at=cleaned["created_at"],
+            )
+        except ApiValidationError as exc:
+            detail = {key.removesuffix("_id"): value for key, value in exc.detail.items()}
+            api_errors_to_form(self, detail)
+        return cleaned
+
+
+class NoteRepairForm(forms.ModelForm):
+    """A superuser's data repair of a recorded note: any field, with the reason required."""
+
+    repair_reason = forms.CharField(widget=forms.Textarea, help_text=REPAIR_REASON_HELP)
 
 
 def tenant_local_time(note: CareNote) -> str:
@@ -96,18 +152,11 @@ class CareNoteAdmin(TenantScopedAdmin):
     search_help_text = "Exact patient reference or author username."
     list_select_related = ["patient", "facility", "author", "tenant"]
     autocomplete_fields = ["tenant", "facility", "patient", "author"]
-    fields = [
-        "tenant",
-        "facility",
-        "patient",
-        "author",
-        "category",
-        "priority",
-        "body",
-        "created_at",
-        "created_at_local",
-    ]
-    readonly_fields = ["created_at_local"]
+    readonly_fields = ["created_at_local", "amend"]
+    # A recorded note is never changed in place by tenant staff: they see it read-only, with
+    # its amendments and change history, and amend it (CareNoteAmendmentAdmin). Superusers
+    # may repair data; each repair needs a reason and lands in the history (triggers).
+    inlines = [AmendmentInline, HistoryInline]
     # Served by carenote_tenant_recent_idx / carenote_facility_recent_idx; other sorts
     # would sort the whole tenant, so columns are not sortable. See get_ordering.
     ordering = ["-created_at", "-id"]
@@ -122,6 +171,39 @@ class CareNoteAdmin(TenantScopedAdmin):
     @admin.display(description="Created (tenant's time)")
     def created_at_local(self, note: CareNote) -> str:
         return tenant_local_time(note)
+
+    @admin.display(description="Correction")
+    def amend(self, note: CareNote) -> str:
+        if note.pk is None:
+            return "-"
+        return format_html('<a href="{}">{}</a>', amend_url(note), AMEND_LINK_TEXT)
+
+    def get_readonly_fields(self, request, obj=None):
+        # A repair corrects a note within its tenant; moving it to another is not a repair.
+        return [*self.readonly_fields, "tenant"] if obj is not None else self.readonly_fields
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return NOTE_FIELDS[:-1]
+        if self.has_change_permission(request, obj):
+            return [*NOTE_FIELDS, "amend", "repair_reason"]
+        return [*NOTE_FIELDS, "amend"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = NoteAddForm
+        elif self.has_change_permission(request, obj):
+            kwargs["form"] = NoteRepairForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
 
     @admin.display(description="Resident")
     def resident(self, note: CareNote) -> str:
@@ -181,7 +263,8 @@ class CareNoteAdmin(TenantScopedAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        with transaction.atomic():
+        reason = form.cleaned_data.get("repair_reason", "")
+        with transaction.atomic(), pghistory.context(repair_reason=reason):
             if change:
                 # The note may move to another day: the old day's stats are stale too.
                 before = CareNote.objects.select_related("tenant").get(pk=obj.pk)

@@ -1,5 +1,6 @@
 """The care-note domain: patients (residents) and the notes carers write about them."""
 
+import pghistory
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -10,6 +11,12 @@ PRIORITY_MIN = 1
 PRIORITY_MAX = 5
 STATS_INDEX_NAME = "carenote_stats_covering_idx"
 FACILITY_INDEX_NAME = "carenote_facility_recent_idx"
+AMENDMENT_REASON_MAX_LENGTH = 1000
+# Labels of the change-history rows the triggers write (CareNoteEvent, CareNoteAmendmentEvent):
+# an UPDATE writes the row as it was and as it became, a DELETE the row as it was.
+HISTORY_BEFORE = "before_change"
+HISTORY_AFTER = "after_change"
+HISTORY_DELETED = "deleted"
 
 
 class Category(models.TextChoices):
@@ -56,8 +63,35 @@ class Patient(models.Model):
             raise ValidationError({"facility": "This facility belongs to another tenant."})
 
 
+def _history(model_name: str, index_name: str):
+    """Track UPDATEs (before and after) and DELETEs of a tenant's rows in an append-only table.
+
+    Written by row-level triggers (django-pghistory), whatever writes: the services, the admin,
+    raw SQL. Who and why (the request's user and path, an amendment's or repair's reason) come
+    from the transaction's ``pghistory.context`` into the row's ``pgh_context`` (JSON, kept in
+    the row itself so that it is tenant data under row-level security like the rest).
+    Inserts are not tracked: a new row is its own record, and bulk loads stay fast.
+    """
+    return pghistory.track(
+        # PostgreSQL fires a table's triggers in name order: "before" rows come first.
+        pghistory.UpdateEvent(HISTORY_BEFORE, row=pghistory.Old, trigger_name="update_1_before"),
+        pghistory.UpdateEvent(HISTORY_AFTER, row=pghistory.New, trigger_name="update_2_after"),
+        pghistory.DeleteEvent(HISTORY_DELETED, trigger_name="delete_record"),
+        model_name=model_name,
+        context_field=pghistory.ContextJSONField(),
+        append_only=True,
+        meta={"indexes": [models.Index(fields=["tenant", "pgh_obj"], name=index_name)]},
+    )
+
+
+@_history("CareNoteEvent", "carenoteevent_tenant_idx")
 class CareNote(models.Model):
-    """One recorded act of care; ``created_at`` is when the care happened."""
+    """One recorded act of care; ``created_at`` is when the care happened.
+
+    Tenant staff never change a recorded note in place: a correction of its category,
+    priority or body is a ``CareNoteAmendment``, which keeps the previous values, and the
+    note row carries the current ones (so the analytics count what is now true).
+    """
 
     # Every index on this (large) table leads with tenant_id; single-column FK indexes would
     # only slow bulk loads. The composite foreign keys are added in the migration.
@@ -184,3 +218,74 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"idempotency key {self.key!r} of user {self.user_id}"
+
+
+@_history("CareNoteAmendmentEvent", "amendmentevent_tenant_idx")
+class CareNoteAmendment(models.Model):
+    """A correction of a note's category, priority or body: who, when, why, before and after.
+
+    Rows are never changed by the application (its role may only insert them); the note keeps
+    its author and ``created_at``, and carries the amended values.
+    """
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="care_note_amendments", db_index=False
+    )
+    # A trigger (migration 0006) checks that the note is of the amendment's tenant.
+    note = models.ForeignKey(
+        CareNote, on_delete=models.CASCADE, related_name="amendments", db_index=False
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="care_note_amendments",
+        db_index=False,
+    )
+    created_at = models.DateTimeField()
+    reason = models.TextField(max_length=AMENDMENT_REASON_MAX_LENGTH)
+    previous_category = models.CharField(max_length=16, choices=Category.choices)
+    previous_priority = models.PositiveSmallIntegerField()
+    previous_body = models.TextField()
+    category = models.CharField(max_length=16, choices=Category.choices)
+    priority = models.PositiveSmallIntegerField()
+    body = models.TextField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(reason__regex=r"\S"), name="carenoteamendment_reason_given"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    category__in=Category.values, previous_category__in=Category.values
+                ),
+                name="carenoteamendment_category_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    priority__gte=PRIORITY_MIN,
+                    priority__lte=PRIORITY_MAX,
+                    previous_priority__gte=PRIORITY_MIN,
+                    previous_priority__lte=PRIORITY_MAX,
+                ),
+                name="carenoteamendment_priority_range",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(
+                    category=models.F("previous_category"),
+                    priority=models.F("previous_priority"),
+                    body=models.F("previous_body"),
+                ),
+                name="carenoteamendment_changes_something",
+            ),
+        ]
+        indexes = [
+            # A note's amendments, oldest first; the list's per-note counts.
+            models.Index(
+                fields=["tenant", "note", "created_at"], name="carenoteamendment_note_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Amendment {self.pk} of note {self.note_id}"

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from rest_framework.exceptions import NotFound, ValidationError
 
 from carenotes.core.params import BIGINT_MAX
-from carenotes.notes.models import CareNote, Patient
+from carenotes.notes.models import CareNote, CareNoteAmendment, Patient
 from tenants.principal import Principal, TenantInfo
 
 NOTE_PAGE_SIZE_DEFAULT = 50
@@ -72,6 +73,21 @@ class NoteCursor:
         return cls(created_at=created_at, id=note_id)
 
 
+def notes_with_amendment_count(queryset: QuerySet[CareNote]) -> QuerySet[CareNote]:
+    """Return ``queryset`` with each note's ``amendment_count`` (the API shows it): one probe
+    of carenoteamendment_note_idx per note, in the same statement."""
+    counts = (
+        CareNoteAmendment.objects.filter(tenant_id=OuterRef("tenant_id"), note_id=OuterRef("pk"))
+        .order_by()
+        .values("note_id")
+        .annotate(count=Count("*"))
+        .values("count")
+    )
+    return queryset.annotate(
+        amendment_count=Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
+    )
+
+
 def note_list(*, tenant: TenantInfo, filters: NoteFilters) -> QuerySet[CareNote]:
     """Return the tenant's notes matching ``filters``, newest first (ties by id).
 
@@ -93,7 +109,7 @@ def note_list(*, tenant: TenantInfo, filters: NoteFilters) -> QuerySet[CareNote]
         "created_at__gte": filters.created_after,
         "created_at__lt": filters.created_before,
     }
-    return (
+    return notes_with_amendment_count(
         CareNote.objects.filter(tenant_id=tenant.id)
         .filter(**{key: value for key, value in conditions.items() if value is not None})
         .select_related(*NOTE_OUTPUT_RELATED)
@@ -124,13 +140,22 @@ def note_page(
 
 def note_get(*, principal: Principal, note_id: int) -> CareNote:
     """Return a note of one of the caller's tenants; 404 for any other id, existing or not."""
-    queryset = CareNote.objects.select_related(*NOTE_OUTPUT_RELATED)
+    queryset = notes_with_amendment_count(CareNote.objects.select_related(*NOTE_OUTPUT_RELATED))
     if not principal.is_superuser:
         queryset = queryset.filter(tenant_id__in=list(principal.roles))
     note = queryset.filter(pk=note_id).first()
     if note is None:
         raise NotFound()
     return note
+
+
+def note_amendment_list(*, note: CareNote) -> list[CareNoteAmendment]:
+    """Return the note's amendments, oldest first, with their authors (one query)."""
+    return list(
+        CareNoteAmendment.objects.filter(tenant_id=note.tenant_id, note_id=note.pk)
+        .select_related("author")
+        .order_by("created_at", "id")
+    )
 
 
 @dataclass(frozen=True)

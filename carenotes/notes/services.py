@@ -1,14 +1,24 @@
-"""Writes for the care-note domain: recording notes and announcing which days changed."""
+"""Writes for the care-note domain: recording notes, amending them, announcing which days
+changed."""
 
 from datetime import datetime, timedelta
 
+import pghistory
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 
 from carenotes.core.days import local_date
-from carenotes.notes.models import PRIORITY_MAX, PRIORITY_MIN, CareNote, Category, Patient
+from carenotes.notes.models import (
+    AMENDMENT_REASON_MAX_LENGTH,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    CareNote,
+    CareNoteAmendment,
+    Category,
+    Patient,
+)
 from carenotes.notes.signals import care_notes_changed
 from tenants.models import Facility, Tenant
 from tenants.principal import TenantInfo
@@ -45,7 +55,8 @@ def _tenant_facts(tenant: TenantInfo | Tenant) -> tuple[int, str, tuple[int, ...
     return tenant.pk, tenant.timezone, facility_ids
 
 
-def _validate_fields(*, category: str, priority: int, body: str, created_at: datetime) -> None:
+def _content_errors(*, category: str, priority: int, body: str) -> dict[str, list[str]]:
+    """Return the errors of a note's amendable content (category, priority, body), by field."""
     errors: dict[str, list[str]] = {}
     if category not in Category.values:
         errors["category"] = [f"Must be one of {', '.join(Category.values)}."]
@@ -55,6 +66,11 @@ def _validate_fields(*, category: str, priority: int, body: str, created_at: dat
         errors["body"] = ["Must not be empty."]
     elif len(body) > NOTE_BODY_MAX_LENGTH:
         errors["body"] = [f"Must be at most {NOTE_BODY_MAX_LENGTH} characters."]
+    return errors
+
+
+def _validate_fields(*, category: str, priority: int, body: str, created_at: datetime) -> None:
+    errors = _content_errors(category=category, priority=priority, body=body)
     now = timezone.now()
     if created_at > now + NOTE_FUTURE_TOLERANCE:
         errors["created_at"] = ["Must not be in the future."]
@@ -82,6 +98,33 @@ def _validate_placement(
         raise ValidationError({"patient_id": ["This patient does not live in that facility."]})
 
 
+def _validate_note(
+    *,
+    tenant_id: int,
+    facility_ids: tuple[int, ...],
+    facility_id: int,
+    patient_id: int,
+    category: str,
+    priority: int,
+    body: str,
+    created_at: datetime,
+) -> None:
+    _validate_fields(category=category, priority=priority, body=body, created_at=created_at)
+    _validate_placement(
+        tenant_id=tenant_id,
+        facility_ids=facility_ids,
+        facility_id=facility_id,
+        patient_id=patient_id,
+    )
+
+
+def note_validate(*, tenant: TenantInfo | Tenant, **fields) -> None:
+    """Check a note before it is recorded, as ``note_create`` does (its keyword arguments but
+    the author, ``created_at`` required); raise DRF ValidationError naming the field."""
+    tenant_id, _, facility_ids = _tenant_facts(tenant)
+    _validate_note(tenant_id=tenant_id, facility_ids=facility_ids, **fields)
+
+
 def note_create(
     *,
     tenant: TenantInfo | Tenant,
@@ -99,12 +142,15 @@ def note_create(
     """
     tenant_id, timezone_name, facility_ids = _tenant_facts(tenant)
     created_at = created_at or timezone.now()
-    _validate_fields(category=category, priority=priority, body=body, created_at=created_at)
-    _validate_placement(
+    _validate_note(
         tenant_id=tenant_id,
         facility_ids=facility_ids,
         facility_id=facility_id,
         patient_id=patient_id,
+        category=category,
+        priority=priority,
+        body=body,
+        created_at=created_at,
     )
     try:
         with transaction.atomic():
@@ -125,3 +171,74 @@ def note_create(
         # The composite foreign keys catch a patient or facility deleted since the check above.
         raise ValidationError({"patient_id": ["This patient no longer exists."]}) from exc
     return note
+
+
+def note_amendment_errors(
+    *, note: CareNote, reason: str, category: str, priority: int, body: str
+) -> dict[str, list[str]]:
+    """Return what is wrong with amending ``note`` to these values, by field (empty: nothing)."""
+    errors = _content_errors(category=category, priority=priority, body=body)
+    if not reason.strip():
+        errors["reason"] = ["Say why the note is amended."]
+    elif len(reason) > AMENDMENT_REASON_MAX_LENGTH:
+        errors["reason"] = [f"Must be at most {AMENDMENT_REASON_MAX_LENGTH} characters."]
+    if not errors and (category, priority, body) == (note.category, note.priority, note.body):
+        errors["non_field_errors"] = [
+            "The amendment changes nothing: give a new category, priority or body."
+        ]
+    return errors
+
+
+def note_amend(
+    *,
+    tenant: TenantInfo | Tenant,
+    author,
+    note_id: int,
+    reason: str,
+    category: str | None = None,
+    priority: int | None = None,
+    body: str | None = None,
+) -> CareNoteAmendment:
+    """Correct a note's category, priority or body (None keeps it); committed when this returns.
+
+    The amendment keeps the previous values, the author and the reason; the note row takes
+    the new values, so the day rollups (triggers) count the corrected note, and the change
+    history (triggers) records the note before and after with the author and reason. The
+    note's day of stats is made stale after commit. The note is locked for the check and the
+    write, so concurrent amendments apply one after the other, each to the values it saw.
+    Raises NotFound for a note of another tenant, ValidationError naming the field.
+    """
+    tenant_id, timezone_name, _ = _tenant_facts(tenant)
+    with transaction.atomic(), pghistory.context(user=author.pk, amendment_reason=reason):
+        note = (
+            CareNote.objects.select_for_update()
+            .filter(tenant_id=tenant_id, pk=note_id)
+            .only("id", "tenant_id", "category", "priority", "body", "created_at")
+            .first()
+        )
+        if note is None:
+            raise NotFound()
+        new = {
+            "category": note.category if category is None else category,
+            "priority": note.priority if priority is None else priority,
+            "body": note.body if body is None else body,
+        }
+        errors = note_amendment_errors(note=note, reason=reason, **new)
+        if errors:
+            raise ValidationError(errors)
+        amendment = CareNoteAmendment.objects.create(
+            tenant_id=tenant_id,
+            note_id=note.pk,
+            author_id=author.pk,
+            created_at=timezone.now(),
+            reason=reason,
+            previous_category=note.category,
+            previous_priority=note.priority,
+            previous_body=note.body,
+            **new,
+        )
+        CareNote.objects.filter(tenant_id=tenant_id, pk=note.pk).update(**new)
+        note_changed_on_commit(
+            tenant_id=tenant_id, timezone_name=timezone_name, created_at=note.created_at
+        )
+    return amendment

@@ -16,7 +16,12 @@ from django.utils import timezone
 
 from carenotes.notes import seeding
 from carenotes.notes.services import note_create, note_local_day
-from carenotes.notes.tests.factories import CareNoteFactory, PatientFactory, note_payload
+from carenotes.notes.tests.factories import (
+    NOTE_ADMIN_INLINES,
+    CareNoteFactory,
+    PatientFactory,
+    note_payload,
+)
 from stats.services import care_stats_generation_key, care_stats_version_key
 from tenants.tests.factories import MembershipFactory, UserFactory
 
@@ -114,6 +119,8 @@ def test_editing_a_note_in_the_admin_makes_both_days_stale(
                 "body": "Corrected entry.",
                 "created_at_0": new_created_at.date().isoformat(),
                 "created_at_1": new_created_at.time().isoformat(),
+                "repair_reason": "Entered two days early.",
+                **NOTE_ADMIN_INLINES,
             },
         )
     assert response.status_code == 302, response.context["adminform"].form.errors

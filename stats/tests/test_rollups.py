@@ -184,7 +184,8 @@ def test_truncating_the_notes_empties_the_rollups(patient):
     _note(patient)
     with rls_owner(), connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no deferred key check may be pending
-        cursor.execute("TRUNCATE carenotes_carenote")
+        # Amendments reference notes: TRUNCATE names them too (seed resets do the same).
+        cursor.execute("TRUNCATE carenotes_carenote, carenotes_carenoteamendment")
     assert rollup_rows(patient.tenant_id) == RollupRows(counts={}, residents={})
 
 

@@ -1,7 +1,8 @@
 """Every way care notes are written keeps the rollups exact: `stats_rollups --check` says 0.
 
-seed_notes (bulk SQL, then a reset that truncates), the notes API, the admin's add, change,
-delete and bulk delete, and a time-zone change made in the admin, one after the other.
+seed_notes (bulk SQL, then a reset that truncates), the notes API and its amendments, the
+admin's add, amend, a superuser's repair (change), delete and bulk delete, and a time-zone
+change made in the admin, one after the other.
 """
 
 from datetime import date, timedelta
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from carenotes.notes import seeding
 from carenotes.notes.models import CareNote, Patient
-from carenotes.notes.tests.factories import note_payload
+from carenotes.notes.tests.factories import NOTE_ADMIN_INLINES, note_payload
 from stats.tests.factories import rollup_rows
 from tenants.models import Facility, Tenant
 from tenants.tests.factories import MembershipFactory, UserFactory
@@ -76,6 +77,12 @@ def test_every_write_path_leaves_the_rollups_exact(token_client):
         format="json",
     )
     assert posted.status_code == HTTPStatus.CREATED, posted.json()
+    amended = api.post(
+        f"/api/notes/{posted.json()['id']}/amendments/",
+        {"reason": "Wrong category.", "category": "treatment", "priority": 5},
+        format="json",
+    )
+    assert amended.status_code == HTTPStatus.CREATED, amended.json()
 
     # The admin: add, change (another day and facility), delete, bulk delete.
     admin = Client()
@@ -94,12 +101,26 @@ def test_every_write_path_leaves_the_rollups_exact(token_client):
     added = admin.post(f"{NOTES_ADMIN}add/", _admin_form(fields, timezone.now()))
     assert added.status_code == HTTPStatus.FOUND, added.context["adminform"].form.errors
     note = CareNote.objects.filter(tenant=tenant, body="Added in the admin.").get()
+    amend = admin.post(
+        "/admin/carenotes/carenoteamendment/add/",
+        {
+            "note": note.pk,
+            "reason": "Not urgent.",
+            "category": "treatment",
+            "priority": 1,
+            "body": note.body,
+        },
+    )
+    assert amend.status_code == HTTPStatus.FOUND, amend.context["adminform"].form.errors
+    repair = {
+        "facility": other_facility.pk,
+        "patient": moved_to.pk,
+        "repair_reason": "Moved.",
+        **NOTE_ADMIN_INLINES,
+    }
     changed = admin.post(
         f"{NOTES_ADMIN}{note.pk}/change/",
-        _admin_form(
-            {**fields, "facility": other_facility.pk, "patient": moved_to.pk},
-            note.created_at - timedelta(days=3),
-        ),
+        _admin_form({**fields, **repair}, note.created_at - timedelta(days=3)),
     )
     assert changed.status_code == HTTPStatus.FOUND, changed.context["adminform"].form.errors
     victim, *bulk = CareNote.objects.filter(tenant=tenant).order_by("id")[:4]

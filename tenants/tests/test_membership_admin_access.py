@@ -44,7 +44,8 @@ def test_granting_admin_makes_staff_with_the_group_and_its_permissions():
     user = UserFactory()
     membership_grant(user=user, tenant=TenantFactory(), role="admin")
     assert _access(user) == (True, True)
-    assert user.has_perm("carenotes.change_carenote")
+    assert user.has_perm("carenotes.add_carenoteamendment")
+    assert not user.has_perm("carenotes.change_carenote")
     assert not user.has_perm("carenotes.delete_carenote")
 
 

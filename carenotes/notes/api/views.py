@@ -1,7 +1,7 @@
-"""Care-notes API: record a note, list a tenant's notes, read one note; list a tenant's
-residents and read one, so a client can find the ``patient_id`` a note needs. Notes are never
-edited or deleted here (405): corrections are new notes. Every answered note read appends an
-access audit record (audit.services)."""
+"""Care-notes API: record a note and list a tenant's notes; list a tenant's residents and read
+one, so a client can find the ``patient_id`` a note needs. Notes are never edited or deleted
+here (405): a correction is an amendment (carenotes/notes/api/amendments.py). Every answered
+note read appends an access audit record (audit.services)."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -117,6 +117,22 @@ def _id_field(**kwargs) -> serializers.IntegerField:
     return JsonIntegerField(min_value=1, max_value=BIGINT_MAX, **kwargs)
 
 
+def note_created_response(request: Request, data: dict, *, note_id: int) -> Response:
+    """Return a 201 with ``data`` and the note's URL (``GET /api/notes/{note_id}/``) as Location."""
+    location = reverse("note-detail", kwargs={"note_id": note_id}, request=request)
+    return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+NOTE_LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    location=OpenApiParameter.HEADER,
+    response=[201],
+    required=True,
+    description="URL of the note (`GET /api/notes/{note_id}/`).",
+)
+
+
 def _next_url(request: Request, cursor) -> str | None:
     """Return the URL of the page after ``cursor`` (this request's, cursor replaced)."""
     if cursor is None:
@@ -137,6 +153,10 @@ class NoteOutputSerializer(serializers.Serializer):
     priority = serializers.IntegerField()
     body = serializers.CharField()
     created_at = serializers.DateTimeField()
+    amendment_count = serializers.IntegerField(
+        help_text="How many amendments corrected this note; category, priority and body are "
+        "the current (amended) values."
+    )
 
 
 class NoteListCreateView(APIView):
@@ -239,14 +259,7 @@ class NoteListCreateView(APIView):
                 f"`{REPLAYED_HEADER}: true`), also while the first request is still running; "
                 "with a different body it is a 422.",
             ),
-            OpenApiParameter(
-                "Location",
-                OpenApiTypes.URI,
-                location=OpenApiParameter.HEADER,
-                response=[201],
-                required=True,
-                description="URL of the new note (`GET /api/notes/{note_id}/`).",
-            ),
+            NOTE_LOCATION,
             OpenApiParameter(
                 REPLAYED_HEADER,
                 {"type": "string", "enum": [REPLAYED_VALUE]},
@@ -290,28 +303,10 @@ class NoteListCreateView(APIView):
                 fingerprint=request_fingerprint(request.data),
                 write=write,
             )
-        location = reverse("note-detail", kwargs={"note_id": answer.body["id"]}, request=request)
-        headers = {"Location": location}
+        response = note_created_response(request, answer.body, note_id=answer.body["id"])
         if answer.replayed:
-            headers[REPLAYED_HEADER] = REPLAYED_VALUE
-        return Response(answer.body, status=answer.status, headers=headers)
-
-
-class NoteDetailView(APIView):
-    """One care note of a tenant the caller belongs to."""
-
-    throttle_scope = SCOPE_NOTES_READ
-
-    @extend_schema(
-        operation_id="notes_retrieve",
-        summary="Read one care note",
-        responses={200: NoteOutputSerializer, 404: NOTE_NOT_FOUND},
-    )
-    def get(self, request: Request, note_id: int) -> Response:
-        principal = principal_from_request(request)
-        note = note_get(principal=principal, note_id=note_id)
-        audit_request_read(request, tenant_id=note.tenant_id, note_ids=[note.pk])
-        return Response(NoteOutputSerializer(note).data)
+            response[REPLAYED_HEADER] = REPLAYED_VALUE
+        return response
 
 
 # --- Residents -------------------------------------------------------------------------------

@@ -4,12 +4,28 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, transaction
 
 from audit.services import audit_records_delete_for_tenants
-from carenotes.notes.models import CareNote, Patient
+from carenotes.notes.models import (
+    CareNote,
+    CareNoteAmendment,
+    CareNoteAmendmentEvent,
+    CareNoteEvent,
+    Patient,
+)
 from carenotes.notes.seeding.names import SEED_TENANT_SLUG_RE, SEED_USERNAME_RE
 from tenants.models import ApiToken, Facility, Membership, Tenant
 
 NOTE_TABLE = CareNote._meta.db_table
 PATIENT_TABLE = Patient._meta.db_table
+AMENDMENT_TABLE = CareNoteAmendment._meta.db_table
+# Amendments reference notes (TRUNCATE of notes alone is refused); the history of generated
+# data goes with it (TRUNCATE fires no row trigger, so the append-only guard does not apply).
+GENERATED_TABLES = (
+    NOTE_TABLE,
+    PATIENT_TABLE,
+    AMENDMENT_TABLE,
+    CareNoteEvent._meta.db_table,
+    CareNoteAmendmentEvent._meta.db_table,
+)
 
 
 def database_has_data() -> bool:
@@ -47,10 +63,12 @@ def _notes_and_patients_delete(*, tenant_ids: list[int]) -> None:
                 # TRUNCATE is instant where DELETE of millions of rows takes seconds; it fails
                 # if some other table references these, and DELETE then does the job.
                 with transaction.atomic():
-                    cursor.execute(f"TRUNCATE {NOTE_TABLE}, {PATIENT_TABLE}")
+                    cursor.execute(f"TRUNCATE {', '.join(GENERATED_TABLES)}")
                 return
             except DatabaseError:
                 pass
+        # Row by row the notes' deletes are written to the change history, as any delete is.
+        cursor.execute(f"DELETE FROM {AMENDMENT_TABLE} WHERE tenant_id = ANY(%s)", [tenant_ids])
         cursor.execute(f"DELETE FROM {NOTE_TABLE} WHERE tenant_id = ANY(%s)", [tenant_ids])
         cursor.execute(f"DELETE FROM {PATIENT_TABLE} WHERE tenant_id = ANY(%s)", [tenant_ids])
 

@@ -43,3 +43,12 @@ def note_payload(patient: Patient, **overrides) -> dict:
         "body": "Settled.",
         **overrides,
     }
+
+
+# The care-note change form's read-only inlines (amendments, history) post their management
+# forms, as a browser does; an empty formset changes nothing.
+NOTE_ADMIN_INLINES = {
+    f"{prefix}-{field}": 0
+    for prefix in ("amendments", "events")
+    for field in ("TOTAL_FORMS", "INITIAL_FORMS")
+}

@@ -496,3 +496,23 @@ def test_after_seeding_the_stats_query_is_an_index_only_scan_without_heap_fetche
         cursor.execute("RESET enable_seqscan")
     assert f"Index Only Scan using {STATS_INDEX_NAME}" in plan, plan
     assert "Heap Fetches: 0" in plan, plan
+
+
+def test_a_reset_truncates_amended_generated_notes_with_their_records():
+    from django.test.utils import CaptureQueriesContext
+
+    from carenotes.notes.models import CareNoteAmendment, CareNoteEvent
+    from carenotes.notes.services import note_amend
+
+    _seed()
+    note = CareNote.objects.order_by("id").first()
+    note_amend(tenant=note.tenant, author=note.author, note_id=note.pk, reason="r", priority=5)
+    with rls_owner(), CaptureQueriesContext(connection) as queries:  # as seed_notes runs it
+        seeding.seed_data_delete()
+    statements = [query["sql"] for query in queries.captured_queries]
+    # One TRUNCATE, not a row-by-row DELETE that would write a history row per note.
+    assert [sql for sql in statements if sql.startswith(("TRUNCATE", "DELETE FROM carenotes"))] == [
+        "TRUNCATE " + ", ".join(seeding.reset.GENERATED_TABLES)
+    ]
+    assert not CareNoteAmendment.objects.exists()
+    assert not CareNoteEvent.objects.exists()

@@ -69,6 +69,7 @@ def _as_json(note) -> dict:
         "priority": note.priority,
         "body": note.body,
         "created_at": note.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "amendment_count": 0,
     }
 
 
@@ -95,7 +96,7 @@ def test_created_note_is_located_at_its_detail_url(client, patient):
     note = CareNote.objects.get()
     assert response.status_code == HTTPStatus.CREATED
     assert response["Location"] == f"http://testserver{detail_url(note.pk)}"
-    assert client.get(response["Location"]).json() == response.json()
+    assert client.get(response["Location"]).json() == {**response.json(), "amendments": []}
 
 
 @pytest.mark.parametrize("role", ["carer", "manager", "admin"])
@@ -420,7 +421,7 @@ def test_detail_returns_the_note(client, patient):
     note = _recent_note(patient, 5)
     response = client.get(detail_url(note.pk))
     assert response.status_code == HTTPStatus.OK
-    assert response.json() == _as_json(note)
+    assert response.json() == {**_as_json(note), "amendments": []}
 
 
 def test_detail_of_another_tenants_note_is_the_same_404_as_a_missing_one(client):

@@ -1,0 +1,34 @@
+"""Who and why of the care records' change history: pghistory's context, put in front of each
+write inside the row-level-security scope wrapper's reach, so it also works behind PgBouncer.
+
+pghistory sends its context (``set_config('pghistory.context_metadata', ..., true)``) in
+front of each write of a ``pghistory.context`` block, from an execute wrapper it appends
+(innermost) when the block is entered, and it skips statements that start with ``SELECT``.
+Behind a transaction pooler the scope wrapper (tenants/rls.py) writes the caller's scope in
+front of every statement as a ``SELECT set_config(...)``, so pghistory's own wrapper saw
+every write as a read and the history rows got no context (or a stale one from an earlier
+statement of the transaction): system_tests/test_pgbouncer_records.py found it. This
+wrapper runs pghistory's injection just outside the scope wrapper, where the statement is
+still as the code wrote it, and inside the replica write observer, which must see the write
+as written too. pghistory's own inner wrapper then sees a ``SELECT`` and adds nothing.
+"""
+
+from pghistory import runtime
+
+from tenants.rls import db_scope_wrapper
+
+
+def history_context_wrapper(execute, sql, params, many, context):
+    """Execute wrapper: send the active ``pghistory.context`` ahead of the statement."""
+    # executemany cannot carry a second statement; pghistory has no context outside a block.
+    if many or not hasattr(runtime._tracker, "value"):
+        return execute(sql, params, many, context)
+    return runtime._inject_history_context(execute, sql, params, many, context)
+
+
+def history_context_install(sender, connection, **kwargs) -> None:
+    """``connection_created`` receiver: put the wrapper right outside the scope wrapper."""
+    wrappers = connection.execute_wrappers
+    if history_context_wrapper in wrappers or db_scope_wrapper not in wrappers:
+        return
+    wrappers.insert(wrappers.index(db_scope_wrapper), history_context_wrapper)
