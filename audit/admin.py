@@ -18,6 +18,8 @@ AUDITED_ROUTES = (
     "dashboard:export-counts",
     "dashboard:export-high-priority",
     "admin:carenotes_carenote_change",
+    "admin:carenotes_carenoteamendment_change",
+    "admin:carenotes_carenoteamendment_add",
 )
 
 

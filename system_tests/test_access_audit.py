@@ -1,9 +1,9 @@
 """Every read that returns care notes appends exactly one audit record; a refusal appends none.
 
 The audited routes are the notes API's list and detail, the dashboard page and its
-high-priority feed (both show note bodies), both CSV exports and the note admin's change page
-(audit.admin.AUDITED_ROUTES); each is visited here as a member of the tenant and its record
-compared whole.
+high-priority feed (both show note bodies), both CSV exports, the note admin's change page and
+the amendment admin's change and amend-from-a-note pages (audit.admin.AUDITED_ROUTES); each is
+visited here as a member of the tenant and its record compared whole.
 """
 
 import csv
@@ -19,6 +19,8 @@ from rest_framework.test import APIClient
 from audit.admin import AUDITED_ROUTES
 from audit.models import ReadRecord
 from audit.services import AUDIT_NOTE_IDS_MAX
+from carenotes.notes.models import CareNoteAmendment
+from carenotes.notes.services import note_amend
 from carenotes.notes.tests.factories import CareNoteFactory
 from dashboard.tests.factories import DashboardGroup, dashboard_group_create
 from tenants.services import api_token_create
@@ -148,7 +150,45 @@ READS = [
         {},
         lambda g, user: _record(g, user, "admin:carenotes_carenote_change", {}, [g.notes[1].pk]),
     ),
+    # An amendment's page shows the note's body before and after; the amend form opened from
+    # a note shows its body to start from.
+    Read(
+        "admin:carenotes_carenoteamendment_change",
+        lambda g: g.admin,
+        lambda g: f"/admin/carenotes/carenoteamendment/{_amendment(g).pk}/change/",
+        {},
+        lambda g, user: _record(
+            g, user, "admin:carenotes_carenoteamendment_change", {}, [g.notes[1].pk]
+        ),
+    ),
+    Read(
+        "admin:carenotes_carenoteamendment_add",
+        lambda g: g.admin,
+        lambda g: f"/admin/carenotes/carenoteamendment/add/?note={g.notes[1].pk}",
+        {},
+        lambda g, user: _record(
+            g,
+            user,
+            "admin:carenotes_carenoteamendment_add",
+            {"note": str(g.notes[1].pk)},
+            [g.notes[1].pk],
+        ),
+    ),
 ]
+
+
+def _amendment(group) -> CareNoteAmendment:
+    """The amendment of the group's second note (made once, by the tenant's admin)."""
+    existing = CareNoteAmendment.objects.filter(note=group.notes[1]).first()
+    if existing is not None:
+        return existing
+    return note_amend(
+        tenant=group.tenant,
+        author=group.admin,
+        note_id=group.notes[1].pk,
+        reason="Recorded under the wrong category.",
+        category="treatment" if group.notes[1].category != "treatment" else "medication",
+    )
 
 
 def _get(client, read: Read, group, **params):

@@ -29,6 +29,9 @@ class _PreparingCursor(psycopg.Cursor):
     """A server-side binding cursor that asks for every statement to be prepared."""
 
     db: BaseDatabaseWrapper
+    # A prepared statement is one statement: nothing may be written in front of it. Execute
+    # wrappers that prefix statements (pghistory's history context) pass over named cursors.
+    name = "prepared"
 
     def execute(self, query, params=None, *, prepare=None, binary=None):
         result = super().execute(query, params, prepare=True, binary=binary)

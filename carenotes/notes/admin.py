@@ -5,7 +5,6 @@ A note's change page shows its body and appends an access audit record; the chan
 no body (a test holds it to that) and records nothing.
 """
 
-from http import HTTPStatus
 from zoneinfo import ZoneInfo
 
 import pghistory
@@ -16,10 +15,10 @@ from django.db.models import Q
 from django.utils.html import format_html
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
-from audit.services import audit_request_read
 from carenotes.notes.admin_records import (
     AMEND_LINK_TEXT,
     AmendmentInline,
+    AuditedChangeViewMixin,
     HistoryInline,
     amend_url,
     api_errors_to_form,
@@ -126,7 +125,7 @@ class PriorityListFilter(admin.SimpleListFilter):
 
 
 @admin.register(CareNote)
-class CareNoteAdmin(TenantScopedAdmin):
+class CareNoteAdmin(AuditedChangeViewMixin, TenantScopedAdmin):
     # Computed columns, not the foreign keys themselves: Django keeps foreign-key and date
     # cells on one line ("nowrap"), and at 1,400 px the table then scrolled the author
     # column out of view. The author comes early for the same reason.
@@ -224,14 +223,6 @@ class CareNoteAdmin(TenantScopedAdmin):
 
     def get_changelist(self, request, **kwargs):
         return BoundedChangeList
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        response = super().change_view(request, object_id, form_url, extra_context)
-        # A page showing the note's body: its form (GET, or a POST answered with errors).
-        if response.status_code == HTTPStatus.OK:
-            note = response.context_data["original"]
-            audit_request_read(request, tenant_id=note.tenant_id, note_ids=[note.pk])
-        return response
 
     def get_ordering(self, request):
         # Every created_at index leads with tenant_id: across all tenants (a superuser's

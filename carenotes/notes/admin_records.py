@@ -1,12 +1,15 @@
 """Django admin of care records that cannot be silently rewritten: amending a note through the
 service, a note's amendments and its trigger-written change history shown read-only beside it."""
 
+from http import HTTPStatus
+
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils.html import format_html
 
+from audit.services import audit_request_read
 from carenotes.notes.models import CareNote, CareNoteAmendment, CareNoteEvent
 from carenotes.notes.services import note_amend, note_amendment_errors
 from tenants.admin_scoping import TenantScopedAdmin
@@ -25,6 +28,24 @@ AMENDMENT_COLUMNS = [
     "previous_body",
     "body",
 ]
+
+
+class AuditedChangeViewMixin:
+    """Model admin mixin: a change page answered 200 shows a note's body (its form, or a POST
+    answered with errors), so it appends an access audit record naming that note."""
+
+    def audited_note_id(self, obj) -> int:
+        """Return the id of the note whose body the change page of ``obj`` shows."""
+        return obj.pk
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if response.status_code == HTTPStatus.OK:
+            obj = response.context_data["original"]
+            audit_request_read(
+                request, tenant_id=obj.tenant_id, note_ids=[self.audited_note_id(obj)]
+            )
+        return response
 
 
 def api_errors_to_form(form: forms.Form, detail: dict) -> None:
@@ -147,9 +168,9 @@ class AmendmentForm(forms.ModelForm):
 
 
 @admin.register(CareNoteAmendment)
-class CareNoteAmendmentAdmin(TenantScopedAdmin):
+class CareNoteAmendmentAdmin(AuditedChangeViewMixin, TenantScopedAdmin):
     """Amendments: added through ``note_amend`` (the note row takes the new values), never
-    changed or deleted here, by anyone."""
+    changed or deleted here, by anyone. Pages that show a note's body are audited reads."""
 
     form = AmendmentForm
     list_display = ["id", "note_link", "created_at", "author", "reason", "category", "priority"]
@@ -172,7 +193,11 @@ class CareNoteAmendmentAdmin(TenantScopedAdmin):
             note = self.scope_queryset(request, CareNote.objects.all()).filter(pk=note_id).first()
         if note is not None:
             initial.update(category=note.category, priority=note.priority, body=note.body)
+            audit_request_read(request, tenant_id=note.tenant_id, note_ids=[note.pk])
         return initial
+
+    def audited_note_id(self, obj: CareNoteAmendment) -> int:
+        return obj.note_id
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -13,6 +13,7 @@ still as the code wrote it, and inside the replica write observer, which must se
 as written too. pghistory's own inner wrapper then sees a ``SELECT`` and adds nothing.
 """
 
+import psycopg
 from pghistory import runtime
 
 from tenants.rls import db_scope_wrapper
@@ -20,8 +21,12 @@ from tenants.rls import db_scope_wrapper
 
 def history_context_wrapper(execute, sql, params, many, context):
     """Execute wrapper: send the active ``pghistory.context`` ahead of the statement."""
-    # executemany cannot carry a second statement; pghistory has no context outside a block.
-    if many or not hasattr(runtime._tracker, "value"):
+    # executemany and a server-side binding (prepared) statement cannot carry a second
+    # statement; pghistory has no context outside a block. The only prepared writes are the
+    # access audit's inserts (audit.services), which fire no history trigger; their cursor is
+    # named (carenotes.core.db), so pghistory's own inner wrapper passes over them too.
+    raw = context["cursor"].cursor
+    if many or not isinstance(raw, psycopg.ClientCursor) or not hasattr(runtime._tracker, "value"):
         return execute(sql, params, many, context)
     return runtime._inject_history_context(execute, sql, params, many, context)
 
