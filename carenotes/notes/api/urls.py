@@ -3,7 +3,8 @@
 from django.urls import path
 
 from carenotes.notes.api.amendments import NoteAmendmentCreateView, NoteDetailView
-from carenotes.notes.api.views import NoteListCreateView, ResidentDetailView, ResidentListView
+from carenotes.notes.api.residents import ResidentDetailView, ResidentListView
+from carenotes.notes.api.views import NoteListCreateView
 
 urlpatterns = [
     path("notes/", NoteListCreateView.as_view(), name="note-list"),

@@ -1,7 +1,6 @@
-"""Care-notes API: record a note and list a tenant's notes; list a tenant's residents and read
-one, so a client can find the ``patient_id`` a note needs. Notes are never edited or deleted
-here (405): a correction is an amendment (carenotes/notes/api/amendments.py). Every answered
-note read appends an access audit record (audit.services)."""
+"""Care-notes API: record a note and list a tenant's notes (residents: residents.py). Notes are
+never edited or deleted here (405): a correction is an amendment (amendments.py). Every
+answered note read appends an access audit record (audit.services)."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -44,19 +43,11 @@ from carenotes.notes.models import IDEMPOTENCY_KEY_MAX_LENGTH, PRIORITY_MAX, PRI
 from carenotes.notes.selectors import (
     NOTE_PAGE_SIZE_DEFAULT,
     NOTE_PAGE_SIZE_MAX,
-    PATIENT_PAGE_SIZE_DEFAULT,
-    PATIENT_PAGE_SIZE_MAX,
-    PATIENT_REFERENCE_MAX_LENGTH,
     NoteCursor,
     NoteFilters,
-    PatientCursor,
-    PatientFilters,
     note_get,
     note_list,
     note_page,
-    patient_get,
-    patient_list,
-    patient_page,
 )
 from carenotes.notes.services import NOTE_BODY_MAX_LENGTH, note_create
 from tenants.selectors import (
@@ -72,9 +63,6 @@ CURSOR_PARAM = "cursor"
 
 NOTE_NOT_FOUND = OpenApiResponse(
     description="No such tenant or note, or the caller is not a member (the same answer)."
-)
-RESIDENT_NOT_FOUND = OpenApiResponse(
-    description="No such tenant or resident, or the caller is not a member (the same answer)."
 )
 BAD_QUERY = OpenApiResponse(
     response=OpenApiTypes.OBJECT,
@@ -133,7 +121,7 @@ NOTE_LOCATION = OpenApiParameter(
 )
 
 
-def _next_url(request: Request, cursor) -> str | None:
+def next_page_url(request: Request, cursor) -> str | None:
     """Return the URL of the page after ``cursor`` (this request's, cursor replaced)."""
     if cursor is None:
         return None
@@ -234,7 +222,7 @@ class NoteListCreateView(APIView):
         rows, next_cursor = note_page(
             queryset=queryset, cursor=data.get("cursor"), page_size=data["page_size"]
         )
-        page = {"next": _next_url(request, next_cursor), "results": rows}
+        page = {"next": next_page_url(request, next_cursor), "results": rows}
         audit_request_read(request, tenant_id=tenant.id, note_ids=[row.pk for row in rows])
         return Response(self.PageSerializer(page).data)
 
@@ -307,112 +295,3 @@ class NoteListCreateView(APIView):
         if answer.replayed:
             response[REPLAYED_HEADER] = REPLAYED_VALUE
         return response
-
-
-# --- Residents -------------------------------------------------------------------------------
-
-RESIDENT_EXAMPLE = {
-    "id": 42,
-    "tenant_id": 1,
-    "facility_id": 3,
-    "reference": "OAK-0042",
-    "display_name": "Margaret Ellis",
-}
-
-
-@extend_schema_serializer(
-    component_name="Resident",
-    examples=[OpenApiExample("A resident", value=RESIDENT_EXAMPLE, response_only=True)],
-)
-class ResidentOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField(help_text="The `patient_id` of notes about this resident.")
-    tenant_id = serializers.IntegerField()
-    facility_id = serializers.IntegerField(help_text="The facility the resident lives in.")
-    reference = serializers.CharField(help_text="The tenant's reference code, unique in it.")
-    display_name = serializers.CharField()
-
-
-class ResidentListView(APIView):
-    """A tenant's residents by reference, keyset-paginated; the same rules as the notes list.
-
-    Order of checks: credentials (401), every query parameter (400, independent of the
-    tenant), membership (404, the same for a tenant that does not exist), then a
-    ``facility_id`` of another tenant (400).
-    """
-
-    throttle_scope = SCOPE_NOTES_READ
-
-    class FilterSerializer(QueryParamsSerializer):
-        tenant_id = PositiveIdField(help_text="The tenant whose residents to list (required).")
-        facility_id = PositiveIdField(
-            required=False, help_text="Only residents of this facility of the tenant."
-        )
-        reference = serializers.CharField(
-            required=False,
-            max_length=PATIENT_REFERENCE_MAX_LENGTH,
-            help_text="Only the resident with exactly this reference (0 or 1 result).",
-        )
-        cursor = CursorField(cursor_class=PatientCursor, required=False)
-        page_size = serializers.IntegerField(
-            min_value=1, max_value=PATIENT_PAGE_SIZE_MAX, default=PATIENT_PAGE_SIZE_DEFAULT
-        )
-
-    @extend_schema_serializer(
-        component_name="ResidentPage",
-        examples=[
-            OpenApiExample(
-                "A page with a next page",
-                value={
-                    "next": "https://carenotes.example/api/residents/?tenant_id=1"
-                    "&page_size=1&cursor=T0FLLTAwNDI",
-                    "results": [RESIDENT_EXAMPLE],
-                },
-                response_only=True,
-            ),
-        ],
-    )
-    class PageSerializer(serializers.Serializer):
-        next = serializers.URLField(allow_null=True, help_text="URL of the next page, or null.")
-        results = ResidentOutputSerializer(many=True)
-
-    @extend_schema(
-        operation_id="residents_list",
-        summary="List a tenant's residents",
-        description=(
-            "Residents (patients) of one tenant, ordered by reference, to find the "
-            "`patient_id` (a resident's `id`) and `facility_id` that `POST /api/notes/` "
-            "needs. Callers must be a member of the tenant (any role) or a superuser."
-        ),
-        parameters=[FilterSerializer],
-        responses={200: PageSerializer, 400: BAD_QUERY, 404: RESIDENT_NOT_FOUND},
-    )
-    def get(self, request: Request) -> Response:
-        params = self.FilterSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
-        tenant = tenant_get_for_request(request=request, tenant_id=data["tenant_id"])
-        filters = PatientFilters(
-            facility_id=data.get("facility_id"), reference=data.get("reference")
-        )
-        rows, next_cursor = patient_page(
-            queryset=patient_list(tenant=tenant, filters=filters),
-            cursor=data.get("cursor"),
-            page_size=data["page_size"],
-        )
-        page = {"next": _next_url(request, next_cursor), "results": rows}
-        return Response(self.PageSerializer(page).data)
-
-
-class ResidentDetailView(APIView):
-    """One resident of a tenant the caller belongs to."""
-
-    throttle_scope = SCOPE_NOTES_READ
-
-    @extend_schema(
-        operation_id="residents_retrieve",
-        summary="Read one resident",
-        responses={200: ResidentOutputSerializer, 404: RESIDENT_NOT_FOUND},
-    )
-    def get(self, request: Request, patient_id: int) -> Response:
-        patient = patient_get(principal=principal_from_request(request), patient_id=patient_id)
-        return Response(ResidentOutputSerializer(patient).data)

@@ -9,7 +9,7 @@ from carenotes.core.params import (
     REPEATED_PARAM_ERROR,
     unknown_param_error,
 )
-from carenotes.notes.api.views import ResidentListView
+from carenotes.notes.api.residents import ResidentListView
 from carenotes.notes.selectors import (
     PATIENT_PAGE_SIZE_DEFAULT,
     PATIENT_PAGE_SIZE_MAX,
