@@ -62,6 +62,7 @@ from stats.cache import (
     CacheStatus,
     StatsQuestion,
     care_stats_entry_body,
+    care_stats_entry_key,
     care_stats_question_keys,
     care_stats_stamp,
 )
@@ -229,6 +230,8 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
         return None
     body = care_stats_entry_body(entry=entry, stamp=care_stats_stamp(*counters))
     if body is None:
+        # A true miss: the full path locks and reads the entry again, without a first look.
+        request_state(request).cache_misses = frozenset({care_stats_entry_key(question)})
         return None
 
     request_user_tag(request, principal.user_id)

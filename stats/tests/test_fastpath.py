@@ -269,3 +269,36 @@ def test_a_superuser_gets_fast_hits_for_any_tenant(care_group, token_client, ser
     response = client.get(CARE_STATS_URL, stats_query(care_group))
     assert (response.status_code, served_fast[-1]) == (HTTPStatus.OK, True)
     assert json.loads(response.content) == expected_body(care_group)
+
+
+def test_a_true_miss_the_fast_path_found_takes_the_lock_without_a_second_look(
+    care_group, member_client, served_fast, monkeypatch
+):
+    _warm(member_client, care_group)
+    member_client.get(CARE_STATS_URL, stats_query(care_group))  # Redis now holds the scripts
+    care_stats_invalidate(tenant_id=care_group.tenant.pk, day=DAY)
+    commands = redis_commands_recorded(monkeypatch)
+
+    response = member_client.get(CARE_STATS_URL, stats_query(care_group))
+
+    assert (response["X-Cache"], served_fast[-1]) == ("MISS", False)
+    assert response.json() == expected_body(care_group)
+    # Warm-hit lookup; DRF's token-guessing check and principal; lock and look up; store.
+    assert commands == ["EVALSHA", "GET", "MGET", "EVALSHA", "EVALSHA"]
+    assert member_client.get(CARE_STATS_URL, stats_query(care_group))["X-Cache"] == "HIT"
+
+
+
+def test_a_miss_the_fast_path_did_not_see_looks_up_before_taking_the_lock(
+    care_group, member_client, monkeypatch
+):
+    _warm(member_client, care_group)
+    care_stats_invalidate(tenant_id=care_group.tenant.pk, day=DAY)
+    monkeypatch.setattr(views, "care_stats_warm_hit", lambda request: None)
+    commands = redis_commands_recorded(monkeypatch)
+
+    response = member_client.get(CARE_STATS_URL, stats_query(care_group))
+
+    assert response["X-Cache"] == "MISS"
+    # Token-guessing check, principal, throttle count; first look; lock and look up; store.
+    assert commands == ["GET", "MGET", "EVALSHA", "MGET", "EVALSHA", "EVALSHA"]
