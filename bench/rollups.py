@@ -1,7 +1,7 @@
 """What the stats day rollups cost their writers: POST /api/notes/ and seed_notes, with and without.
 
-Two databases on the same server, prepared alike: ``carenotes_bench_rollups_on`` with every
-migration, ``carenotes_bench_rollups_off`` with the stats migrations unapplied (no rollup
+Two databases on the same server, prepared alike: ``<database>_bench_rollups_on`` with every
+migration, ``<database>_bench_rollups_off`` with the stats migrations unapplied (no rollup
 tables, no triggers) — the same code otherwise. The measurements alternate between the two,
 the order swapped every round, so that a shared machine's noise falls on both:
 
@@ -31,6 +31,8 @@ from bench.stats import (
     BENCH_PORT,
     BENCH_SEED,
     DATA_DIR,
+    bench_cache_prefix,
+    bench_database_name,
     bench_database_url,
     ensure_database,
     manage,
@@ -50,12 +52,12 @@ def _say(message: str) -> None:
 
 def side_env(side: str, base_env: dict[str, str]) -> dict[str, str]:
     """Return the environment of one side: its database (migrated as the side wants)."""
-    database = f"carenotes_bench_rollups_{side}"
+    database = bench_database_name(base_env["DATABASE_URL"], f"rollups_{side}")
     ensure_database(base_env["DATABASE_URL"], database)
     env = {
         **base_env,
         "DATABASE_URL": bench_database_url(base_env["DATABASE_URL"], database),
-        "CACHE_KEY_PREFIX": f"bench-rollups-{side}",
+        "CACHE_KEY_PREFIX": bench_cache_prefix(base_env, f"rollups-{side}"),
     }
     manage("migrate", "--noinput", "--verbosity", "0", env=env)
     if side == "off":

@@ -38,6 +38,9 @@ LOAD_CONNECTIONS = 16
 LATENCY_CONNECTIONS = 1
 BUCKETS = {"latency": LATENCY_CONNECTIONS, "load": LOAD_CONNECTIONS}
 DEFAULT_ROUNDS = 3
+# When DATABASE_URL names no database / CACHE_KEY_PREFIX is unset (settings' default prefix).
+DEFAULT_DATABASE = "carenotes"
+DEFAULT_CACHE_PREFIX = "cn"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,21 @@ def bench_database_url(base_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def bench_database_name(base_url: str, suffix: str) -> str:
+    """Return the name of a benchmark database: ``base_url``'s own database name + ``suffix``.
+
+    Derived from the configured database, so that two checkouts sharing one PostgreSQL server
+    (each with its own DATABASE_URL) never seed or read each other's benchmark databases.
+    """
+    base = urlsplit(base_url).path.lstrip("/") or DEFAULT_DATABASE
+    return f"{base}_bench_{suffix.replace('-', '_')}"
+
+
+def bench_cache_prefix(base_env: dict[str, str], suffix: str) -> str:
+    """Return the cache key prefix of a benchmark server: the configured one + ``suffix``."""
+    return f"{base_env.get('CACHE_KEY_PREFIX') or DEFAULT_CACHE_PREFIX}-bench-{suffix}"
+
+
 def ensure_database(base_url: str, name: str) -> None:
     with psycopg.connect(base_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
@@ -88,11 +106,11 @@ def note_count(database_url: str) -> int:
 
 def prepare(name: str, size: Size, base_env: dict[str, str]) -> tuple[dict[str, str], Path]:
     """Migrate and (if needed) seed the size's database; return its env and credentials."""
-    database = f"carenotes_bench_{name.replace('-', '_')}"
+    database = bench_database_name(base_env["DATABASE_URL"], name)
     ensure_database(base_env["DATABASE_URL"], database)
     env = {**base_env, "DATABASE_URL": bench_database_url(base_env["DATABASE_URL"], database)}
     # Each size has its own cache namespace so sizes never read each other's answers.
-    env["CACHE_KEY_PREFIX"] = f"bench-{name}"
+    env["CACHE_KEY_PREFIX"] = bench_cache_prefix(base_env, name)
     credentials = DATA_DIR / f"{name}-credentials.json"
     manage("migrate", "--noinput", "--verbosity", "0", env=env)
     if note_count(env["DATABASE_URL"]) != size.notes or not credentials.exists():
