@@ -71,12 +71,20 @@ class CareStats:
         """Return the API's JSON body: ``as_dict`` with the date as ISO text, lists as lists.
 
         The same data the view's OutputSerializer produces (a test holds them equal), built
-        without instantiating serializer fields on every uncached request.
+        without instantiating serializer fields on every uncached request, nor deep-copying
+        the counts as ``as_dict`` (dataclasses.asdict) does: ~440 calls per answer.
         """
         return {
-            **self.as_dict(),
+            "tenant_id": self.tenant_id,
             "date": self.date.isoformat(),
+            "timezone": self.timezone,
             "facility_ids": list(self.facility_ids),
+            "total_notes": self.total_notes,
+            "by_category": self.by_category,
+            "by_priority": self.by_priority,
+            "by_facility": self.by_facility,
+            "patients": self.patients,
+            "avg_notes_per_patient": self.avg_notes_per_patient,
         }
 
 
