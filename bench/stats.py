@@ -38,9 +38,6 @@ LOAD_CONNECTIONS = 16
 LATENCY_CONNECTIONS = 1
 BUCKETS = {"latency": LATENCY_CONNECTIONS, "load": LOAD_CONNECTIONS}
 DEFAULT_ROUNDS = 3
-# When DATABASE_URL names no database / CACHE_KEY_PREFIX is unset (settings' default prefix).
-DEFAULT_DATABASE = "carenotes"
-DEFAULT_CACHE_PREFIX = "cn"
 
 
 @dataclass(frozen=True)
@@ -73,19 +70,14 @@ def bench_database_url(base_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def bench_database_name(base_url: str, suffix: str) -> str:
-    """Return the name of a benchmark database: ``base_url``'s own database name + ``suffix``.
+def bench_database_name(base_url: str, purpose: str) -> str:
+    """Return the name of a benchmark database beside ``base_url``'s own, e.g. carenotes_bench_1m.
 
-    Derived from the configured database, so that two checkouts sharing one PostgreSQL server
-    (each with its own DATABASE_URL) never seed or read each other's benchmark databases.
+    Named after the configured database, so two checkouts sharing one server (CI and a
+    developer, two developers) never seed or measure each other's benchmark data.
     """
-    base = urlsplit(base_url).path.lstrip("/") or DEFAULT_DATABASE
-    return f"{base}_bench_{suffix.replace('-', '_')}"
-
-
-def bench_cache_prefix(base_env: dict[str, str], suffix: str) -> str:
-    """Return the cache key prefix of a benchmark server: the configured one + ``suffix``."""
-    return f"{base_env.get('CACHE_KEY_PREFIX') or DEFAULT_CACHE_PREFIX}-bench-{suffix}"
+    base = urlsplit(base_url).path.lstrip("/") or "carenotes"
+    return f"{base}_bench_{purpose.replace('-', '_')}"
 
 
 def ensure_database(base_url: str, name: str) -> None:
@@ -102,6 +94,15 @@ def manage(*args: str, env: dict[str, str]) -> None:
 def note_count(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         return conn.execute("SELECT count(*) FROM carenotes_carenote").fetchone()[0]
+
+
+# The cache key prefix when CACHE_KEY_PREFIX is unset (settings' default).
+DEFAULT_CACHE_PREFIX = "cn"
+
+
+def bench_cache_prefix(base_env: dict[str, str], suffix: str) -> str:
+    """Return the cache key prefix of a benchmark server: the configured one + ``suffix``."""
+    return f"{base_env.get('CACHE_KEY_PREFIX') or DEFAULT_CACHE_PREFIX}-bench-{suffix}"
 
 
 def prepare(name: str, size: Size, base_env: dict[str, str]) -> tuple[dict[str, str], Path]:
