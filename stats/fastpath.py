@@ -220,7 +220,10 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
     try:
         redis = get_redis_connection("default")
         cached_principal, count, found = redis.register_script(_WARM_HIT_LOOKUP)(
-            keys=keys + wanted, args=[window.key_lifetime if window else 0]
+            # As bytes: redis-py's packing spends ~10 Python calls on each text argument, and
+            # a 92-day range sends 96 keys (2,995 -> 2,612 calls per range hit, measured).
+            keys=[key.encode() for key in keys + wanted],
+            args=[window.key_lifetime if window else 0],
         )
         if question is None and found[0] is not None:
             tenant = TenantInfo(**cache.client.decode(found[0]))
