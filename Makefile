@@ -120,6 +120,8 @@ bench-seed: migrate
 # a target is missed, and its last lines name each target with the measured value and bound
 # (README "Load runs"): no failed request, p95 <= LOAD_MAX_P95_MS (25 ms seed, 1000 ms mixed),
 # seed only: req/s >= LOAD_MIN_THROUGHPUT_RATIO (0.85) x what the users offer. Empty = default.
+# LOAD_PIN=1 serves on CPU 0 only and runs locust on CPU 1 (taskset): the server's cost on one
+# core of its own (the summary adds the server's CPU per request).
 LOAD_STAMP := $(VENV)/.installed-load
 PROFILE ?= seed
 USERS ?= $(if $(filter mixed,$(PROFILE)),200,50)
@@ -128,6 +130,7 @@ RUN_TIME ?= $(if $(filter mixed,$(PROFILE)),2m,60s)
 LOAD_MAX_P95_MS ?=
 LOAD_MIN_THROUGHPUT_RATIO ?=
 LOAD_PROCESSES ?= 1
+LOAD_PIN ?=
 LOAD_HOST ?= http://$(HOST):$(PORT)
 
 .PHONY: load load-install
@@ -145,7 +148,8 @@ load: migrate static load-install
 	$(DEVENV) $(BIN)/python tools/loadrun.py --host $(LOAD_HOST) --profile $(PROFILE) \
 		--users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(RUN_TIME) \
 		--processes $(LOAD_PROCESSES) $(if $(LOAD_MAX_P95_MS),--max-p95-ms $(LOAD_MAX_P95_MS)) \
-		$(if $(LOAD_MIN_THROUGHPUT_RATIO),--min-throughput-ratio $(LOAD_MIN_THROUGHPUT_RATIO))
+		$(if $(LOAD_MIN_THROUGHPUT_RATIO),--min-throughput-ratio $(LOAD_MIN_THROUGHPUT_RATIO)) \
+		$(if $(filter 1,$(LOAD_PIN)),--pin)
 
 # Throttle cost: DRF's ScopedRateThrottle vs the Redis fixed window (bench/throttle.py).
 .PHONY: bench-throttle

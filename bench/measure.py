@@ -41,6 +41,7 @@ from tenants.selectors import tenant_info_get  # noqa: E402
 
 CONCURRENT_REQUESTS = 20
 STATS_PATH = "/api/care-stats/"
+BARE_PATH = "/healthz"  # a plain Django JSON view: no DRF, no authentication
 BUSIEST_DAY_SQL = """
     SELECT n.tenant_id, (n.created_at AT TIME ZONE t.timezone)::date AS day, count(*) AS notes
     FROM carenotes_carenote n JOIN tenants_tenant t ON t.id = n.tenant_id
@@ -93,9 +94,9 @@ class StatsClient:
     def get(self, params: dict) -> dict:
         return json.loads(self.fetch(params))
 
-    def fetch(self, params: dict) -> bytes:
+    def fetch(self, params: dict, *, path: str = STATS_PATH) -> bytes:
         """Return the body of a 200 answer, unparsed (what timing loops call)."""
-        self.connection.request("GET", f"{STATS_PATH}?{urlencode(params)}", headers=self.headers)
+        self.connection.request("GET", f"{path}?{urlencode(params)}", headers=self.headers)
         response = self.connection.getresponse()
         body = response.read()
         if response.status != 200:
@@ -182,8 +183,10 @@ def range_measurements(*, client: StatsClient, tenant, day: date, repeat: int) -
 
     True misses: the cache is on and the entry key is absent (deleted before each sample,
     nothing else touched), so each request does what a first request does — look up, lock,
-    compute, store. Warm hits: the entry present (the fast path). The two kinds are timed
-    in alternation, the order swapped every round, so a shared machine's noise falls on both.
+    compute, store. Warm hits: the entry present (the fast path). The plain Django view
+    (``/healthz``: the floor a true miss is held to) is timed by the same client in the same
+    rotation, so the ratio compares like with like. The kinds are timed in alternation, the
+    order rotated every round, so a shared machine's noise falls on all of them.
     """
     with connection.cursor() as cursor:
         cursor.execute(LAST_ROLLUP_DAY_SQL, [tenant.id])
@@ -205,18 +208,20 @@ def range_measurements(*, client: StatsClient, tenant, day: date, repeat: int) -
             )
         )[-1],
     }
-    params = {"day": day_params, "range": range_params}
+    params = {"day": day_params, "range": range_params, "bare": {}}
+    paths = {"day": STATS_PATH, "range": STATS_PATH, "bare": BARE_PATH}
     redis = get_redis_connection("default")
 
     def alternate(*, absent: bool) -> dict[str, list[float]]:
-        samples: dict[str, list[float]] = {"day": [], "range": []}
+        kinds = ("day", "range", "bare")
+        samples: dict[str, list[float]] = {kind: [] for kind in kinds}
         for round_number in range(repeat):
-            order = ("day", "range") if round_number % 2 == 0 else ("range", "day")
-            for kind in order:
-                if absent:
+            shift = round_number % len(kinds)
+            for kind in kinds[shift:] + kinds[:shift]:
+                if absent and kind in entries:
                     redis.delete(entries[kind])
                 started = time.perf_counter()
-                client.fetch(params[kind])
+                client.fetch(params[kind], path=paths[kind])
                 samples[kind].append(time.perf_counter() - started)
         return samples
 
@@ -234,12 +239,15 @@ def range_measurements(*, client: StatsClient, tenant, day: date, repeat: int) -
     with CaptureQueriesContext(connection) as captured:
         care_stats_range_get(tenant=tenant, date_from=date_from, date_to=date_to)
     statements = [query["sql"] for query in captured.captured_queries]
+    bare = misses.pop("bare") + hits.pop("bare")
     miss_ms = {kind: median_ms(values) for kind, values in misses.items()}
     hit_ms = {kind: median_ms(values) for kind, values in hits.items()}
     return {
         "range": {"date_from": date_from.isoformat(), "date_to": date_to.isoformat()},
+        "range_days": STATS_RANGE_MAX_DAYS,
         "range_notes": reference.total_notes,
         "range_days_with_notes": sum(1 for entry in reference.by_day if entry.total_notes),
+        "bare_django_p50_ms": median_ms(bare),
         "true_miss_p50_ms": miss_ms,
         "true_miss_range_over_day": _ratio(miss_ms["range"], miss_ms["day"]),
         "warm_hit_p50_ms": hit_ms,

@@ -96,13 +96,22 @@ def note_count(database_url: str) -> int:
         return conn.execute("SELECT count(*) FROM carenotes_carenote").fetchone()[0]
 
 
+# The cache key prefix when CACHE_KEY_PREFIX is unset (settings' default).
+DEFAULT_CACHE_PREFIX = "cn"
+
+
+def bench_cache_prefix(base_env: dict[str, str], suffix: str) -> str:
+    """Return the cache key prefix of a benchmark server: the configured one + ``suffix``."""
+    return f"{base_env.get('CACHE_KEY_PREFIX') or DEFAULT_CACHE_PREFIX}-bench-{suffix}"
+
+
 def prepare(name: str, size: Size, base_env: dict[str, str]) -> tuple[dict[str, str], Path]:
     """Migrate and (if needed) seed the size's database; return its env and credentials."""
     database = bench_database_name(base_env["DATABASE_URL"], name)
     ensure_database(base_env["DATABASE_URL"], database)
     env = {**base_env, "DATABASE_URL": bench_database_url(base_env["DATABASE_URL"], database)}
     # Each size has its own cache namespace so sizes never read each other's answers.
-    env["CACHE_KEY_PREFIX"] = f"bench-{name}"
+    env["CACHE_KEY_PREFIX"] = bench_cache_prefix(base_env, name)
     credentials = DATA_DIR / f"{name}-credentials.json"
     manage("migrate", "--noinput", "--verbosity", "0", env=env)
     if note_count(env["DATABASE_URL"]) != size.notes or not credentials.exists():
@@ -233,11 +242,18 @@ def run_size(
         busiest = result["busiest_tenant_day"]
         auth = {"Authorization": f"Token {manager_token(credentials, busiest['tenant_id'])}"}
         stats_path = f"/api/care-stats/?tenant_id={busiest['tenant_id']}&date={busiest['date']}"
+        longest = result["ranges"]["range"]
+        range_path = (
+            f"/api/care-stats/?tenant_id={busiest['tenant_id']}"
+            f"&date_from={longest['date_from']}&date_to={longest['date_to']}"
+        )
         targets = {
             "bare_django": (f"{cached_url}/healthz", {}),
             "drf_auth": (f"{cached_url}/api/me/", auth),
             "stats_cached": (f"{cached_url}{stats_path}", auth),
             "stats_uncached": (f"{uncached_url}{stats_path}", auth),
+            # The longest range's warm hit (its entry is warm after the in-process measurements).
+            "range_cached": (f"{cached_url}{range_path}", auth),
         }
         runs: dict[tuple[str, str], list] = {}
         for round_number in range(1, rounds + 1):

@@ -7,9 +7,10 @@ an entry whose stamp differs from the current counters is stale: a write to any 
 cached range makes that range stale, and nothing else. A warm hit reads the counters, the
 entry and the herd lock in one MGET (one Redis round trip).
 
-Herd protection. The first request that misses takes a short Redis lock (SET NX PX) and
-computes; the others poll the entry for up to STATS_HERD_WAIT seconds and compute themselves
-only if it does not arrive (or the lock holder gave up).
+Herd protection. The first request that misses takes a short Redis lock (SET NX PX, in the
+Lua call that reads the entry again under it) and computes; the others poll the entry for up
+to STATS_HERD_WAIT seconds and compute themselves only if it does not arrive (or the lock
+holder gave up). A request the warm-hit path already found missing skips the first look.
 
 Redis is optional. Any Redis error makes the request a BYPASS: the answer comes from
 PostgreSQL, a warning is logged, and the next request tries Redis again.
@@ -62,6 +63,12 @@ _STORE_AND_UNLOCK = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
+"""
+# Take the lock when it is free, then read the counters, the entry and the lock: one round
+# trip for what a miss needs after its first look (a free lock, and a stamp read under it).
+_LOCK_AND_LOOKUP = """
+local taken = redis.call('SET', KEYS[#KEYS], ARGV[1], 'NX', 'PX', ARGV[2])
+return {taken and 1 or 0, redis.call('MGET', unpack(KEYS))}
 """
 # Release the lock only if still ours.
 _UNLOCK = """
@@ -186,8 +193,17 @@ def care_stats_question_keys(question: StatsQuestion) -> list[str]:
             make_key(care_stats_version_key(tenant_id=tenant_id, day=day))
             for day in question.days()
         ),
-        make_key(f"stats:val:{question.name()}"),
+        make_key(_entry_name(question)),
     ]
+
+
+def care_stats_entry_key(question: StatsQuestion) -> str:
+    """Return the entry key of ``question``, cache prefix applied (the last question key)."""
+    return cache.make_key(_entry_name(question))
+
+
+def _entry_name(question: StatsQuestion) -> str:
+    return f"stats:val:{question.name()}"
 
 
 def care_stats_keys(
@@ -274,19 +290,28 @@ class _StatsCache:
         finally:
             self.seconds += time.perf_counter() - started
 
+    @property
+    def entry_key(self) -> str:
+        return self.keys[-2]
+
     def lookup(self) -> _Lookup:
-        *counters, entry, lock = self._timed(self.redis.mget, self.keys)
+        return self._found(self._timed(self.redis.mget, self.keys))
+
+    @staticmethod
+    def _found(values: list) -> _Lookup:
+        *counters, entry, lock = values
         stamp = care_stats_stamp(*counters)
         data = care_stats_entry_data(entry=entry, stamp=stamp)
         return _Lookup(stamp=stamp, data=data, locked=lock is not None)
 
-    def lock(self) -> bool:
+    def lock_and_lookup(self) -> tuple[bool, _Lookup]:
+        """Take the lock if it is free and look up, atomically: (taken, what was found)."""
         self.token = secrets.token_hex(8)
-        return bool(
-            self._timed(
-                self.redis.set, self.keys[-1], self.token, nx=True, px=STATS_LOCK_TIMEOUT_MS
-            )
+        script = self.redis.register_script(_LOCK_AND_LOOKUP)
+        taken, values = self._timed(
+            script, keys=self.keys, args=[self.token, STATS_LOCK_TIMEOUT_MS]
         )
+        return bool(taken), self._found(values)
 
     def unlock(self) -> None:
         script = self.redis.register_script(_UNLOCK)
@@ -316,11 +341,13 @@ def care_stats_get_cached(
     day: date,
     facility_ids: tuple[int, ...] | None,
     serialize: Callable[[CareStats], dict],
+    known_misses: frozenset[str] = frozenset(),
 ) -> CachedStats:
     """Return the serialized day answer from Redis when fresh, else computed once and stored.
 
     ``facility_ids``: the sorted, validated scope the request named; None for every facility
-    of the tenant.
+    of the tenant. ``known_misses``: entry keys this request already found absent or stale
+    (RequestState.cache_misses): such an entry is not looked up again before the lock.
     """
     return _cached(
         tenant=tenant,
@@ -328,6 +355,7 @@ def care_stats_get_cached(
         compute=lambda: serialize(
             care_stats_get(tenant=tenant, day=day, facility_ids=facility_ids)
         ),
+        known_misses=known_misses,
     )
 
 
@@ -338,10 +366,12 @@ def care_stats_range_get_cached(
     date_to: date,
     facility_ids: tuple[int, ...] | None,
     serialize: Callable[[CareRangeStats], dict],
+    known_misses: frozenset[str] = frozenset(),
 ) -> CachedStats:
     """Return the serialized range answer from Redis when fresh, else computed once and stored.
 
-    ``date_from``..``date_to``: a validated range (stats.ranges); ``facility_ids`` as for a day.
+    ``date_from``..``date_to``: a validated range (stats.ranges); ``facility_ids`` and
+    ``known_misses`` as for a day.
     """
     question = StatsQuestion.for_range(
         tenant_id=tenant.id, date_from=date_from, date_to=date_to, facility_ids=facility_ids
@@ -354,19 +384,28 @@ def care_stats_range_get_cached(
                 tenant=tenant, date_from=date_from, date_to=date_to, facility_ids=facility_ids
             )
         ),
+        known_misses=known_misses,
     )
 
 
 def _cached(
-    *, tenant: TenantInfo, question: StatsQuestion, compute: Callable[[], dict]
+    *,
+    tenant: TenantInfo,
+    question: StatsQuestion,
+    compute: Callable[[], dict],
+    known_misses: frozenset[str],
 ) -> CachedStats:
-    result = _answer(tenant=tenant, question=question, compute=compute)
+    result = _answer(tenant=tenant, question=question, compute=compute, known_misses=known_misses)
     CACHE_STATUS_COUNTERS[result.status].inc()
     return result
 
 
 def _answer(
-    *, tenant: TenantInfo, question: StatsQuestion, compute: Callable[[], dict]
+    *,
+    tenant: TenantInfo,
+    question: StatsQuestion,
+    compute: Callable[[], dict],
+    known_misses: frozenset[str],
 ) -> CachedStats:
     if not settings.STATS_CACHE_ENABLED:
         # The operator's switch (and the benchmark's way to measure the uncached path).
@@ -376,16 +415,18 @@ def _answer(
     data = None
     try:
         stats_cache = _StatsCache(tenant=tenant, question=question)
-        found = stats_cache.lookup()
-        if found.data is not None:
-            return CachedStats(found.data, CacheStatus.HIT, stats_cache.seconds)
-        if stats_cache.lock():
-            # The previous holder may have stored and unlocked between our lookup and lock.
+        if stats_cache.entry_key not in known_misses:
             found = stats_cache.lookup()
             if found.data is not None:
-                stats_cache.unlock()
                 return CachedStats(found.data, CacheStatus.HIT, stats_cache.seconds)
-        else:
+        # Read under the lock: the previous holder may have stored and unlocked since the
+        # first look, and the stamp the entry is stored with must be read before computing.
+        taken, found = stats_cache.lock_and_lookup()
+        if found.data is not None:
+            if taken:
+                stats_cache.unlock()
+            return CachedStats(found.data, CacheStatus.HIT, stats_cache.seconds)
+        if not taken:
             arrived = stats_cache.wait()
             if arrived is not None:
                 STATS_HERD_WAITS.labels(HERD_WAIT_SERVED).inc()

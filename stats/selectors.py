@@ -71,12 +71,13 @@ class CareStats:
         """Return the API's JSON body: ``as_dict`` with the date as ISO text, lists as lists.
 
         The same data the view's OutputSerializer produces (a test holds them equal), built
-        without instantiating serializer fields on every uncached request.
+        without instantiating serializer fields on every uncached request, nor deep-copying
+        the counts as ``as_dict`` (dataclasses.asdict) does: ~440 calls per answer.
         """
         return {
-            **self.as_dict(),
+            "tenant_id": self.tenant_id,
             "date": self.date.isoformat(),
-            "facility_ids": list(self.facility_ids),
+            **_counts_json(self),
         }
 
 
@@ -250,16 +251,23 @@ class CareRangeStats:
             "tenant_id": self.tenant_id,
             "date_from": self.date_from.isoformat(),
             "date_to": self.date_to.isoformat(),
-            "timezone": self.timezone,
-            "facility_ids": list(self.facility_ids),
-            "total_notes": self.total_notes,
-            "by_category": self.by_category,
-            "by_priority": self.by_priority,
-            "by_facility": self.by_facility,
-            "patients": self.patients,
-            "avg_notes_per_patient": self.avg_notes_per_patient,
+            **_counts_json(self),
             "by_day": [day.as_json() for day in self.by_day],
         }
+
+
+def _counts_json(stats: "CareStats | CareRangeStats") -> dict:
+    """Return the fields a day answer and a range answer share after their days, in order."""
+    return {
+        "timezone": stats.timezone,
+        "facility_ids": list(stats.facility_ids),
+        "total_notes": stats.total_notes,
+        "by_category": stats.by_category,
+        "by_priority": stats.by_priority,
+        "by_facility": stats.by_facility,
+        "patients": stats.patients,
+        "avg_notes_per_patient": stats.avg_notes_per_patient,
+    }
 
 
 def range_days(*, date_from: date, date_to: date) -> list[date]:

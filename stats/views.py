@@ -31,6 +31,7 @@ from carenotes.core.params import (
     parse_iso_date,
     query_param_errors,
 )
+from carenotes.core.request_state import request_state
 from carenotes.notes.models import Category
 from stats.cache import CacheStatus, care_stats_get_cached, care_stats_range_get_cached
 from stats.fastpath import SCOPE_STATS, care_stats_warm_hit
@@ -461,12 +462,15 @@ class CareStatsView(APIView):
         params = self.InputSerializer(data=request.query_params, context={"tenant": tenant})
         params.is_valid(raise_exception=True)
         asked = params.validated_data
+        # Entries the warm-hit path already found missing are not looked up twice.
+        known_misses = request_state(request).cache_misses
         if "date" in asked:
             result = care_stats_get_cached(
                 tenant=tenant,
                 day=asked["date"],
                 facility_ids=asked.get("facility_ids"),
                 serialize=CareStats.as_json,
+                known_misses=known_misses,
             )
         else:
             result = care_stats_range_get_cached(
@@ -475,6 +479,7 @@ class CareStatsView(APIView):
                 date_to=asked["date_to"],
                 facility_ids=asked.get("facility_ids"),
                 serialize=CareRangeStats.as_json,
+                known_misses=known_misses,
             )
         self.timing.cache_seconds += result.cache_seconds
         return Response(result.data, headers={"X-Cache": result.status.value})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from gunicorn.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "gunicorn.conf.py"
@@ -75,6 +76,23 @@ def test_empty_variables_take_the_defaults(monkeypatch):
         config["DEFAULT_WORKERS"],
         config["DEFAULT_THREADS"],
     )
+
+
+@pytest.mark.parametrize(("accesslog", "built"), [("", False), ("-", True)])
+def test_access_records_are_built_only_when_an_access_log_is_configured(
+    monkeypatch, accesslog, built
+):
+    config = _config(monkeypatch, GUNICORN_ACCESSLOG=accesslog)
+    gunicorn_config = Config()
+    for name in ("accesslog", "logconfig_dict"):
+        gunicorn_config.set(name, config[name])
+    logger = config["logger_class"](gunicorn_config)
+    atoms_built = []
+    monkeypatch.setattr(logger, "atoms", lambda *args: atoms_built.append(args) or {})
+
+    logger.access(resp=None, req=None, environ={}, request_time=None)
+
+    assert (logger.access_log_enabled, bool(atoms_built)) == (built, built)
 
 
 def test_a_malformed_variable_stops_gunicorn_with_one_line_naming_it():

@@ -137,3 +137,53 @@ def test_interleaved_wrk_rounds_combine_as_medians_and_sums():
         1,
     )
     assert combined.seconds == 9.0
+
+
+def _with_ranges(size, *, day_miss=2.0, range_miss=3.0, bare=0.5, range_rps=600.0):
+    size["ranges"] = {
+        "range": {"date_from": "2026-08-21", "date_to": "2026-11-20"},
+        "range_days": 92,
+        "range_notes": 300_000,
+        "range_days_with_notes": 30,
+        "bare_django_p50_ms": bare,
+        "true_miss_p50_ms": {"day": day_miss, "range": range_miss},
+        "warm_hit_p50_ms": {"day": 1.0, "range": 1.2},
+        "raw_sql_p50_ms": 1.5,
+    }
+    for bucket in ("latency", "load"):
+        size[bucket]["range_cached"] = _timing(1.2, range_rps)
+    return size
+
+
+def test_true_miss_and_range_targets_are_met_inside_their_bounds():
+    # Day miss 2.0 ms vs 2 x (0.5 + 1.0); range miss 3.0 vs 2 x 2.0; 600 vs 0.5 x 1000 req/s.
+    targets = report.size_targets(_with_ranges(_size()))
+    assert all(t["met"] for t in targets), targets
+    assert [t["target"] for t in report.range_targets(_with_ranges(_size()))] == [
+        "1m: 92-day range true miss p50 / one-day true miss p50",
+        "1m: one-day true miss p50 / (bare Django p50 + raw SQL p50)",
+        "1m: 92-day range warm req/s / bare Django req/s",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("override", "missed"),
+    [
+        ({"range_miss": 4.01}, "range true miss"),
+        ({"day_miss": 3.01, "range_miss": 3.0}, "one-day true miss"),
+        ({"range_rps": 499.0}, "range warm req/s"),
+    ],
+)
+def test_each_true_miss_and_range_target_misses_out_of_bounds(override, missed):
+    targets = report.size_targets(_with_ranges(_size(), **override))
+    failed = [name for name, met in _met(targets).items() if not met]
+    assert len(failed) == 1 and missed in failed[0], failed
+
+
+def test_docs_section_shows_true_misses_and_warm_hits_of_a_day_and_the_range():
+    run = report.build_run(sizes=[_with_ranges(_size())], seconds=12.0)
+    section = report.markdown(run, "stats.png")
+    assert "| one day | 2.00 | 1.00 |" in section
+    assert "| 92-day range | 3.00 | 1.20 |" in section
+    assert "| range_cached | 1.20 / 2.40 / 3.60 | 600 |" in section
+    assert "| 1m: 92-day range true miss p50 / one-day true miss p50 | 1.5 | 2.0 | yes |" in section

@@ -2,7 +2,8 @@
 
 Made by the first middleware (``carenotes.core.observability.RequestLogMiddleware``) and
 filled in by whoever learns a fact: a view that reads the tenant from a JSON body, the
-warm-hit path that authenticates without DRF, the throttle count that path already made.
+warm-hit path that authenticates without DRF, the throttle count and the cache misses that
+path already found.
 Nothing else about a request travels between the request paths; read and write it only
 through ``request_state``.
 """
@@ -33,6 +34,9 @@ class RequestState:
     # A throttle count already made for this request (the warm-hit path), reused by DRF's
     # throttle for the same window key so that no request is counted twice.
     throttle_count: ThrottleCount | None = None
+    # Cache entry keys the warm-hit path read and found absent or stale: the full path takes
+    # its lock (reading the entry again under it) without a first look of its own.
+    cache_misses: frozenset[str] = frozenset()
 
 
 def request_state(request) -> RequestState:

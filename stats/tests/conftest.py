@@ -2,9 +2,17 @@
 
 import pytest
 
-from stats import views
+from stats import fastpath, views
 from stats.tests.factories import CareGroup, care_group_create
 from tenants.tests.factories import MembershipFactory
+
+
+@pytest.fixture(autouse=True)
+def no_zone_guesses(monkeypatch) -> dict[int, str]:
+    """Start each test with no remembered tenant time zones (stats.fastpath._today_guess)."""
+    zones: dict[int, str] = {}
+    monkeypatch.setattr(fastpath, "_tenant_zones", zones)
+    return zones
 
 
 @pytest.fixture

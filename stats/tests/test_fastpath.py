@@ -114,18 +114,44 @@ def test_anything_but_a_plain_request_takes_the_full_path(
     assert response.status_code in (HTTPStatus.OK, HTTPStatus.BAD_REQUEST)
 
 
-def test_today_by_default_is_served_fast_in_two_round_trips(
+def test_today_by_default_is_served_fast_in_one_round_trip(
     care_group, member_client, served_fast, monkeypatch
 ):
     query = {"tenant_id": care_group.tenant.pk}
     assert member_client.get(CARE_STATS_URL, query)["X-Cache"] == "MISS"
-    member_client.get(CARE_STATS_URL, query)  # Redis now holds the script
+    # Redis now holds the script; this worker has seen the tenant's zone (second round trip).
+    member_client.get(CARE_STATS_URL, query)
     commands = redis_commands_recorded(monkeypatch)
     response = member_client.get(CARE_STATS_URL, query)
 
     assert (response["X-Cache"], served_fast[-1]) == ("HIT", True)
     assert response.json()["date"] == local_today(timezone_name="Europe/London").isoformat()
+    assert commands == ["EVALSHA"]
+
+
+def test_a_zone_guess_the_tenants_facts_contradict_costs_a_round_trip_not_the_answer(
+    care_group, member_client, served_fast, monkeypatch, no_zone_guesses
+):
+    query = {"tenant_id": care_group.tenant.pk}
+    member_client.get(CARE_STATS_URL, query)
+    member_client.get(CARE_STATS_URL, query)
+    london = local_today(timezone_name="Europe/London")
+    # 26 hours apart, so at least one of them is not on London's date now.
+    wrong = next(
+        zone for zone in ("Etc/GMT-14", "Etc/GMT+12") if local_today(timezone_name=zone) != london
+    )
+    wrong_day = local_today(timezone_name=wrong).isoformat()
+    # The guessed day's entry is there to be (wrongly) served.
+    member_client.get(CARE_STATS_URL, {**query, "date": wrong_day})
+    no_zone_guesses[care_group.tenant.pk] = wrong
+    commands = redis_commands_recorded(monkeypatch)
+
+    response = member_client.get(CARE_STATS_URL, query)
+
+    assert (response["X-Cache"], served_fast[-1]) == ("HIT", True)
+    assert response.json()["date"] == london.isoformat()
     assert commands == ["EVALSHA", "MGET"]
+    assert no_zone_guesses[care_group.tenant.pk] == "Europe/London"
 
 
 def test_today_with_the_tenants_facts_not_cached_takes_the_full_path(
@@ -269,3 +295,35 @@ def test_a_superuser_gets_fast_hits_for_any_tenant(care_group, token_client, ser
     response = client.get(CARE_STATS_URL, stats_query(care_group))
     assert (response.status_code, served_fast[-1]) == (HTTPStatus.OK, True)
     assert json.loads(response.content) == expected_body(care_group)
+
+
+def test_a_true_miss_the_fast_path_found_takes_the_lock_without_a_second_look(
+    care_group, member_client, served_fast, monkeypatch
+):
+    _warm(member_client, care_group)
+    member_client.get(CARE_STATS_URL, stats_query(care_group))  # Redis now holds the scripts
+    care_stats_invalidate(tenant_id=care_group.tenant.pk, day=DAY)
+    commands = redis_commands_recorded(monkeypatch)
+
+    response = member_client.get(CARE_STATS_URL, stats_query(care_group))
+
+    assert (response["X-Cache"], served_fast[-1]) == ("MISS", False)
+    assert response.json() == expected_body(care_group)
+    # Warm-hit lookup; DRF's token-guessing check and principal; lock and look up; store.
+    assert commands == ["EVALSHA", "GET", "MGET", "EVALSHA", "EVALSHA"]
+    assert member_client.get(CARE_STATS_URL, stats_query(care_group))["X-Cache"] == "HIT"
+
+
+def test_a_miss_the_fast_path_did_not_see_looks_up_before_taking_the_lock(
+    care_group, member_client, monkeypatch
+):
+    _warm(member_client, care_group)
+    care_stats_invalidate(tenant_id=care_group.tenant.pk, day=DAY)
+    monkeypatch.setattr(views, "care_stats_warm_hit", lambda request: None)
+    commands = redis_commands_recorded(monkeypatch)
+
+    response = member_client.get(CARE_STATS_URL, stats_query(care_group))
+
+    assert response["X-Cache"] == "MISS"
+    # Token-guessing check, principal, throttle count; first look; lock and look up; store.
+    assert commands == ["GET", "MGET", "EVALSHA", "MGET", "EVALSHA", "EVALSHA"]

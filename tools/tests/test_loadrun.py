@@ -1,7 +1,11 @@
 """make load's driver: probing, the locust command line, seeding and the loopback-only rule."""
 
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +137,91 @@ def test_a_seed_that_writes_no_credentials_is_reported(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="already holds data"):
         loadrun.credentials_ensure(tmp_path / "absent.json")
     assert ran and ran[0][1:] == loadrun.SEED_COMMAND
+
+
+class _FakeServer:
+    """Stands for gunicorn: this test process, so its CPU time is real and readable."""
+
+    pid = os.getpid()
+
+    def poll(self):
+        return 0
+
+
+def test_pin_serves_on_cpu_0_runs_locust_on_cpu_1_and_reports_the_server_cost(
+    tmp_path, monkeypatch, capsys
+):
+    prefix = tmp_path / "load-seed"
+    started = {}
+    monkeypatch.setattr(loadrun, "answers", lambda url: url.endswith("/readyz"))
+    monkeypatch.setattr(loadrun, "credentials_ensure", lambda path: None)
+
+    def fake_popen(command, **kwargs):
+        started["server"] = command
+        return _FakeServer()
+
+    def fake_locust(command, **kwargs):
+        started["locust"] = command
+        deadline = time.process_time() + 0.2  # the "server" works while locust runs
+        while time.process_time() < deadline:
+            pass
+        Path(f"{prefix}-summary.json").write_text(json.dumps({"checks": [], "requests": 100}))
+        return type("Result", (), {"returncode": 0})()
+
+    monkeypatch.setattr(loadrun.subprocess, "Popen", fake_popen)
+    monkeypatch.setattr(loadrun.subprocess, "run", fake_locust)
+    assert loadrun.main([*_args(report_prefix=prefix, host="http://127.0.0.1:8999"), "--pin"]) == 0
+
+    assert started["server"][:3] == ["taskset", "--cpu-list", "0"]
+    assert started["server"][3:] == [
+        str(loadrun.BIN / "gunicorn"),
+        "--config",
+        "gunicorn.conf.py",
+        "--bind",
+        "127.0.0.1:8999",
+        "carenotes.wsgi",
+    ]
+    assert started["locust"][:4] == ["taskset", "--cpu-list", "1", str(loadrun.BIN / "locust")]
+    server = json.loads(Path(f"{prefix}-summary.json").read_text())["server"]
+    assert server["pinned_cpu"] == 0
+    assert server["cpu_seconds"] >= 0.15  # the busy loop above, read from /proc
+    assert server["cpu_ms_per_request"] == pytest.approx(server["cpu_seconds"] * 10, abs=0.1)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2].startswith("[loadrun] server (CPU 0 only): ")
+    assert "ms of CPU per request" in lines[-2]
+
+
+def test_pin_refuses_a_server_it_did_not_start(monkeypatch):
+    monkeypatch.setattr(loadrun, "answers", lambda url: True)
+    monkeypatch.setattr(loadrun, "credentials_ensure", lambda path: None)
+    monkeypatch.setattr(loadrun.subprocess, "run", pytest.fail)
+    with pytest.raises(SystemExit, match="--pin: a server already answers"):
+        loadrun.main([*_args(), "--pin"])
+
+
+def test_without_pin_nothing_is_pinned(monkeypatch):
+    args = loadrun.argparse.Namespace(
+        host="http://h",
+        users=1,
+        spawn_rate=1,
+        run_time="1s",
+        report_prefix="r",
+        processes=1,
+        pin=False,
+    )
+    assert loadrun.locust_command(args)[0] == str(loadrun.BIN / "locust")
+
+
+def test_server_cpu_counts_live_and_reaped_children():
+    busy = "import time\nt = time.process_time() + 0.3\nwhile time.process_time() < t: pass\n"
+    before = loadrun.server_cpu_seconds(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", busy + "time.sleep(30)"])
+    try:
+        time.sleep(1.5)
+        live = loadrun.server_cpu_seconds(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    reaped = loadrun.server_cpu_seconds(os.getpid())
+    assert live - before >= 0.25
+    assert reaped >= live - 0.01  # a reaped worker's time stays counted (the master's cutime)
