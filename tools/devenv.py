@@ -76,6 +76,10 @@ def _redis_socket_path() -> Path:
 def _redis_ping(socket_path: Path) -> bool:
     import redis
 
+    # No socket, no server: redis-py would retry the connection with backoff for seconds
+    # (most of a warm `make run` was spent here before the server was even started).
+    if not socket_path.exists():
+        return False
     try:
         return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
     except (redis.RedisError, OSError):
