@@ -13,4 +13,3 @@ def test_a_missing_redis_socket_means_no_server_without_trying_to_connect(tmp_pa
 
     monkeypatch.setattr(redis, "Redis", connect)
     assert devenv._redis_ping(tmp_path / "redis.sock") is False
-
