@@ -56,7 +56,7 @@ from carenotes.core.params import (
     parse_iso_date,
     parse_positive_id,
 )
-from carenotes.core.request_state import ThrottleCount, request_state
+from carenotes.core.request_state import ThrottleCount, TokenLookup, request_state
 from carenotes.core.throttling import throttle_window
 from stats.cache import (
     CACHE_STATUS_COUNTERS,
@@ -68,7 +68,7 @@ from stats.cache import (
     care_stats_stamp,
 )
 from stats.ranges import Period, parse_period, period_dates, range_length_error
-from tenants.principal import Principal, TenantInfo
+from tenants.principal import Principal, TenantInfo, TokenAuth
 from tenants.selectors import principal_token_cache_key, tenant_info_cache_key
 from tenants.tokens import TokenHeaderError, token_digest, token_key_parse, token_users
 
@@ -182,6 +182,10 @@ def _today_guess(asked: _Asked) -> StatsQuestion | None:
     return asked.question(today=local_today(timezone_name=zone))
 
 
+def _tenant_info(cached: bytes | None) -> TenantInfo | None:
+    return None if cached is None else TenantInfo(**cache.client.decode(cached))
+
+
 def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
     """Return the cached answer to a plain stats request, or None for the full path.
 
@@ -206,15 +210,14 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
 
     # Days that follow from today in the tenant's time zone: the tenant's cached facts come in
     # the first round trip, with the entry of the day this worker expects (_today_guess); the
-    # entry of any other day takes a second round trip.
+    # entry of any other day takes a second round trip. The facts come for every other
+    # question too (a few bytes): a true miss hands them, with the principal, to DRF's token
+    # authentication (RequestState.token_lookup), which then reads neither again.
     question = None if asked.needs_today() else asked.question(today=None)
-    guess = _today_guess(asked) if question is None else None
-    if question is None:
-        wanted = [cache.make_key(tenant_info_cache_key(tenant_id))]
-        if guess is not None:
-            wanted += care_stats_question_keys(guess)
-    else:
-        wanted = care_stats_question_keys(question)
+    looked_up = question if question is not None else _today_guess(asked)
+    wanted = [cache.make_key(tenant_info_cache_key(tenant_id))]
+    if looked_up is not None:
+        wanted += care_stats_question_keys(looked_up)
     keys = [cache.make_key(principal_token_cache_key(digest)), window.key if window else ""]
     started = time.perf_counter()
     try:
@@ -225,13 +228,12 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
             keys=[key.encode() for key in keys + wanted],
             args=[window.key_lifetime if window else 0],
         )
-        if question is None and found[0] is not None:
-            tenant = TenantInfo(**cache.client.decode(found[0]))
+        cached_tenant, *found = found
+        if question is None and cached_tenant is not None:
+            tenant = _tenant_info(cached_tenant)
             _tenant_zones[tenant.id] = tenant.timezone
             question = asked.question(today=local_today(timezone_name=tenant.timezone))
-            if question == guess:
-                found = found[1:]
-            else:
+            if question != looked_up:
                 found = redis.mget(care_stats_question_keys(question))
     except CACHE_ERRORS:
         backend_error(backend=BACKEND_REDIS, site=SITE_WARM_HIT)
@@ -256,8 +258,14 @@ def care_stats_warm_hit(request: HttpRequest) -> HttpResponse | None:
         return None
     body = care_stats_entry_body(entry=entry, stamp=care_stats_stamp(*counters))
     if body is None:
-        # A true miss: the full path locks and reads the entry again, without a first look.
-        request_state(request).cache_misses = frozenset({care_stats_entry_key(question)})
+        # A true miss: the full path locks and reads the entry again, without a first look,
+        # and authenticates the key from what this lookup read.
+        state = request_state(request)
+        state.cache_misses = frozenset({care_stats_entry_key(question)})
+        state.token_lookup = TokenLookup(
+            digest=digest,
+            auth=TokenAuth(principal=principal, named_tenant=_tenant_info(cached_tenant)),
+        )
         return None
 
     request_user_tag(request, principal.user_id)

@@ -2,8 +2,8 @@
 
 Made by the first middleware (``carenotes.core.observability.RequestLogMiddleware``) and
 filled in by whoever learns a fact: a view that reads the tenant from a JSON body, the
-warm-hit path that authenticates without DRF, the throttle count and the cache misses that
-path already found.
+warm-hit path that authenticates without DRF, the token lookup, throttle count and cache
+misses that path already made.
 Nothing else about a request travels between the request paths; read and write it only
 through ``request_state``.
 """
@@ -22,6 +22,18 @@ class ThrottleCount:
     count: int
 
 
+@dataclass(frozen=True)
+class TokenLookup:
+    """An API key already looked up for this request: its digest and what it authenticates.
+
+    ``auth`` is what token authentication hands a view (tenants.principal.TokenAuth; opaque
+    here, since infrastructure imports no app).
+    """
+
+    digest: str
+    auth: object
+
+
 @dataclass
 class RequestState:
     """Facts about one request, shared by the layers that handle it."""
@@ -34,6 +46,9 @@ class RequestState:
     # A throttle count already made for this request (the warm-hit path), reused by DRF's
     # throttle for the same window key so that no request is counted twice.
     throttle_count: ThrottleCount | None = None
+    # The API key the warm-hit path found valid (a cached, unexpired principal that may read
+    # the tenant) before it missed: DRF's token authentication reuses it for the same key.
+    token_lookup: TokenLookup | None = None
     # Cache entry keys the warm-hit path read and found absent or stale: the full path takes
     # its lock (reading the entry again under it) without a first look of its own.
     cache_misses: frozenset[str] = frozenset()

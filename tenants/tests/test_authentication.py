@@ -5,10 +5,16 @@ from http import HTTPStatus
 
 import pytest
 from django.utils import timezone
+from rest_framework.request import Request
 
+from carenotes.core.request_state import TokenLookup, request_state
+from tenants.authentication import TokenAuthentication
 from tenants.models import ApiToken
+from tenants.principal import TokenAuth
+from tenants.selectors import token_auth_get
 from tenants.services import api_token_create, api_token_revoke, membership_revoke
 from tenants.tests.factories import MembershipFactory, UserFactory
+from tenants.tokens import token_digest
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +138,24 @@ def test_the_named_tenants_facts_come_with_the_principal_in_one_round_trip(
 
     monkeypatch.setattr("tenants.selectors.tenant_info_get", separate_lookup)
     assert client.get(url).status_code == HTTPStatus.OK
+
+
+def test_a_lookup_this_request_already_made_is_reused_for_its_key_only(rf):
+    first, second = UserFactory(), UserFactory()
+    _, first_key = api_token_create(user=first)
+    _, second_key = api_token_create(user=second)
+    looked_up = TokenAuth(principal=token_auth_get(key=first_key).principal)
+    authentication = TokenAuthentication()
+
+    def authenticate(key):
+        request = Request(rf.get(ME_URL, HTTP_AUTHORIZATION=f"Token {key}"))
+        request_state(request).token_lookup = TokenLookup(
+            digest=token_digest(first_key), auth=looked_up
+        )
+        return authentication.authenticate(request)
+
+    user, auth = authenticate(first_key)
+    assert user.pk == first.pk
+    assert auth is looked_up  # not read again (an equal copy would be)
+    user, auth = authenticate(second_key)
+    assert (user.pk, auth.principal.user_id) == (second.pk, second.pk)
