@@ -23,6 +23,7 @@ from carenotes.core.params import (
     BIGINT_MAX,
     STATS_MAX_FACILITY_IDS,
     PositiveIdField,
+    facility_ids_of_tenant,
     query_param_errors,
 )
 from carenotes.notes.api.views import BAD_QUERY, SCOPE_NOTES_READ
@@ -101,11 +102,8 @@ class ResidentAttentionView(APIView):
             return values
 
         def validate_facility_ids(self, value: tuple[int, ...]) -> tuple[int, ...]:
-            foreign = sorted(set(value) - set(self.context["tenant"].facility_ids))
-            if foreign:
-                listed = ", ".join(str(facility_id) for facility_id in foreign)
-                raise serializers.ValidationError(f"Not facilities of this tenant: {listed}.")
-            return value
+            tenant = self.context["tenant"]
+            return facility_ids_of_tenant(value, tenant_facility_ids=tenant.facility_ids)
 
     @extend_schema_serializer(component_name="ResidentAttentionPage")
     class OutputSerializer(serializers.Serializer):

@@ -57,6 +57,16 @@ def parse_facility_ids(raw: str) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
+def facility_ids_of_tenant(value: tuple[int, ...], *, tenant_facility_ids) -> tuple[int, ...]:
+    """Return ``value`` when every id is one of the tenant's facilities; else a 400 naming the
+    foreign ids, without saying whether they exist in another tenant."""
+    foreign = sorted(set(value) - set(tenant_facility_ids))
+    if foreign:
+        listed = ", ".join(str(facility_id) for facility_id in foreign)
+        raise serializers.ValidationError(f"Not facilities of this tenant: {listed}.")
+    return value
+
+
 def parse_iso_date(raw: str) -> date:
     """Return a calendar date written exactly as YYYY-MM-DD."""
     if not _DATE_PATTERN.fullmatch(raw):
