@@ -1,7 +1,8 @@
 """Exactly-once note writes: the ``Idempotency-Key`` of ``POST /api/notes/``, its stored answer.
 
-A request with a key first claims ``(user, key)`` with ``INSERT ... ON CONFLICT DO NOTHING`` in
-the transaction that then records the note and stores the answer. A concurrent request with
+A request with a key first claims ``(tenant, user, key)`` with ``INSERT ... ON CONFLICT DO
+NOTHING`` in the transaction that then records the note and stores the answer: a key is the
+caller's within one tenant (the unique key includes the tenant, as Citus requires). A concurrent request with
 the same key blocks on the unique index until that transaction ends: after a commit it reads
 and replays the stored answer, after a rollback its own insert goes ahead. A key whose time
 is up (``IDEMPOTENCY_KEY_TTL_HOURS``) is taken over as new. Only committed writes leave a key,
@@ -36,11 +37,10 @@ IDEMPOTENCY_KEY_ERROR = (
 IDEMPOTENCY_KEY_REUSED_ERROR = (
     "This key was already used with a different request body; send a new key for a new note."
 )
-IDEMPOTENCY_KEY_FOREIGN_ERROR = (
-    "This key was already used for a note of another tenant; send a new key for a new note."
+IDEMPOTENCY_KEY_BUSY_ERROR = (
+    "This key's earlier request kept changing while this one read it; send it again."
 )
-# Claim attempts before a key whose row this caller cannot see is refused: a purge may delete
-# the row between our statements once, another tenant's row stays invisible every time.
+# Claim attempts before giving up: a purge may delete the row between our statements.
 CLAIM_ATTEMPTS = 3
 PURGE_BATCH_SIZE = 1000
 
@@ -50,21 +50,25 @@ CLAIM_SQL = (
     f"INSERT INTO {_TABLE} (tenant_id, user_id, key, fingerprint, response_body, created_at, "
     "expires_at) VALUES (%(tenant_id)s, %(user_id)s, %(key)s, %(fingerprint)s, '', %(now)s, "
     "%(expires_at)s) "
-    "ON CONFLICT (user_id, key) DO NOTHING RETURNING id"
+    "ON CONFLICT (tenant_id, user_id, key) DO NOTHING RETURNING id"
 )
 # Waits for, then skips, a concurrent takeover: its new expires_at no longer matches.
 TAKEOVER_SQL = (
-    f"UPDATE {_TABLE} SET tenant_id = %(tenant_id)s, fingerprint = %(fingerprint)s, "
+    f"UPDATE {_TABLE} SET fingerprint = %(fingerprint)s, "
     "response_status = NULL, response_body = '', created_at = %(now)s, "
     "expires_at = %(expires_at)s "
-    "WHERE user_id = %(user_id)s AND key = %(key)s AND expires_at <= %(now)s RETURNING id"
+    "WHERE tenant_id = %(tenant_id)s AND user_id = %(user_id)s AND key = %(key)s "
+    "AND expires_at <= %(now)s RETURNING id"
 )
 STORED_SQL = (
     f"SELECT fingerprint, response_status, response_body FROM {_TABLE} "
-    "WHERE user_id = %(user_id)s AND key = %(key)s AND expires_at > %(now)s "
+    "WHERE tenant_id = %(tenant_id)s AND user_id = %(user_id)s AND key = %(key)s "
+    "AND expires_at > %(now)s "
     "AND response_status IS NOT NULL"
 )
-STORE_SQL = f"UPDATE {_TABLE} SET response_status = %s, response_body = %s WHERE id = %s"
+STORE_SQL = (
+    f"UPDATE {_TABLE} SET response_status = %s, response_body = %s WHERE tenant_id = %s AND id = %s"
+)
 # One short transaction per batch; rows a takeover holds are left for the next run.
 PURGE_SQL = (
     f"DELETE FROM {_TABLE} WHERE id IN (SELECT id FROM {_TABLE} WHERE expires_at <= %s "
@@ -131,8 +135,7 @@ def _claim(params: dict) -> int | Answer:
         row = _one(TAKEOVER_SQL, params)
         if row is not None:
             return row[0]
-    # Held by a row this caller may not see: the same user's key, sent to another tenant.
-    raise IdempotencyKeyReused({IDEMPOTENCY_HEADER: [IDEMPOTENCY_KEY_FOREIGN_ERROR]})
+    raise IdempotencyKeyReused({IDEMPOTENCY_HEADER: [IDEMPOTENCY_KEY_BUSY_ERROR]})
 
 
 def idempotent_write(
@@ -144,7 +147,7 @@ def idempotent_write(
     write: Callable[[], Answer],
     now: datetime | None = None,
 ) -> Answer:
-    """Run ``write`` once per (user, key) and body; return its answer or the stored one.
+    """Run ``write`` once per (tenant, user, key) and body; return its answer or the stored one.
 
     ``write`` runs in the transaction that claims the key and stores its answer; if it raises,
     nothing is stored. Raises IdempotencyKeyReused (422) for a key used with another body.
@@ -165,7 +168,7 @@ def idempotent_write(
             return claimed
         answer = write()
         with connection.cursor() as cursor:
-            cursor.execute(STORE_SQL, [answer.status, json.dumps(answer.body), claimed])
+            cursor.execute(STORE_SQL, [answer.status, json.dumps(answer.body), tenant_id, claimed])
     return answer
 
 

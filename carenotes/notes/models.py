@@ -209,7 +209,11 @@ class IdempotencyKey(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "key"], name="idempotencykey_user_key_uniq"),
+            # A key is the caller's within one tenant (unique constraints include the tenant:
+            # the Citus distribution column).
+            models.UniqueConstraint(
+                fields=["tenant", "user", "key"], name="idempotencykey_tenant_user_key_uniq"
+            ),
         ]
         indexes = [
             # The purge command's batches: the oldest expired keys first.
@@ -231,9 +235,15 @@ class CareNoteAmendment(models.Model):
     tenant = models.ForeignKey(
         Tenant, on_delete=models.CASCADE, related_name="care_note_amendments", db_index=False
     )
-    # A trigger (migration 0006) checks that the note is of the amendment's tenant.
+    # Triggers, not a foreign key (notes are partitioned by month, migration 0010): one
+    # refuses an amendment whose note is not of its tenant (0006), one the deletion of a
+    # note that still has amendments (0010).
     note = models.ForeignKey(
-        CareNote, on_delete=models.CASCADE, related_name="amendments", db_index=False
+        CareNote,
+        on_delete=models.CASCADE,
+        related_name="amendments",
+        db_constraint=False,
+        db_index=False,
     )
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
