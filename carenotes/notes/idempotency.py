@@ -2,9 +2,10 @@
 
 A request with a key first claims ``(tenant, user, key)`` with ``INSERT ... ON CONFLICT DO
 NOTHING`` in the transaction that then records the note and stores the answer: a key is the
-caller's within one tenant (the unique key includes the tenant, as Citus requires). A concurrent request with
-the same key blocks on the unique index until that transaction ends: after a commit it reads
-and replays the stored answer, after a rollback its own insert goes ahead. A key whose time
+caller's within one tenant (the unique key includes the tenant, as Citus requires). A
+concurrent request with the same key blocks on the unique index until that transaction ends:
+after a commit it reads and replays the stored answer, after a rollback its own insert goes
+ahead. A key whose time
 is up (``IDEMPOTENCY_KEY_TTL_HOURS``) is taken over as new. Only committed writes leave a key,
 so a request that failed (400, 404, 503) may be retried with the same key.
 """
