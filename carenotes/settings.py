@@ -145,8 +145,12 @@ BEHIND_TRANSACTION_POOLER = DATABASE_POOLER == "transaction"
 # stats selector). Django disables them for transaction-mode poolers; they default to off
 # behind one (DATABASE_POOLER=transaction): PgBouncer keeps them only from 1.21 on, with
 # max_prepared_statements set. Django's own cursors bind on the client either way.
+# Citus (README, "Scale out on Citus"): DATABASE_URL names the coordinator. A worker sees
+# none of the coordinator session's settings, only the SET LOCAL commands of a transaction
+# block: every statement then carries its row-level-security scope that way (tenants/rls.py).
+DATABASE_CITUS = env_bool("DATABASE_CITUS", False)
 DATABASE_PREPARED_STATEMENTS = env_bool(
-    "DATABASE_PREPARED_STATEMENTS", not BEHIND_TRANSACTION_POOLER
+    "DATABASE_PREPARED_STATEMENTS", not BEHIND_TRANSACTION_POOLER and not DATABASE_CITUS
 )
 
 

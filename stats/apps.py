@@ -8,4 +8,4 @@ class StatsConfig(AppConfig):
     verbose_name = "Care analytics"
 
     def ready(self) -> None:
-        from stats import signals  # noqa: F401  (connects the receivers)
+        from stats import citus, signals  # noqa: F401  (connects the receivers)

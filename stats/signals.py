@@ -6,7 +6,9 @@ answer of the tenant stale by bumping its generation: now, and again after commi
 a request running in between cannot store an answer from the old facts as fresh.
 """
 
-from django.db.models.signals import post_delete, post_save
+from django.conf import settings
+from django.db import connection
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from carenotes.core.cache import now_and_after_commit
@@ -27,6 +29,28 @@ def stats_on_facility_change(sender, instance, **kwargs) -> None:
 @receiver(post_save, sender=Tenant)
 def stats_on_tenant_change(sender, instance, **kwargs) -> None:
     _generation_bump(instance.pk)
+
+
+@receiver(pre_save, sender=Tenant)
+def stats_rollups_rezone_on_citus(sender, instance, **kwargs) -> None:
+    """On Citus, rebuild a tenant's rollups in its new time zone (no trigger can: stats.citus).
+
+    In the saving transaction, after the UPDATE (the rebuild reads the new zone), so that no
+    reader sees the old buckets under the new zone once it commits.
+    """
+    if not settings.DATABASE_CITUS or instance.pk is None:
+        return
+    old = Tenant.objects.filter(pk=instance.pk).values_list("timezone", flat=True).first()
+    if old is not None and old != instance.timezone:
+        instance._stats_rezoned = True
+
+
+@receiver(post_save, sender=Tenant)
+def stats_rollups_rebuild_after_rezone(sender, instance, **kwargs) -> None:
+    if getattr(instance, "_stats_rezoned", False):
+        del instance._stats_rezoned
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT stats_rollups_rebuild(%s)", [instance.pk])
 
 
 @receiver(care_notes_changed)

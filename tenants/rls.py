@@ -49,6 +49,7 @@ from typing import Protocol
 
 import psycopg
 from django.conf import settings
+from django.db import transaction
 from django.db.backends.base.base import NO_DB_ALIAS
 
 from carenotes.core.replicas import EVERY_TENANT, Reach, Tenancy, replica_bookkeeping_install
@@ -216,8 +217,8 @@ def scope_apply(db, scope: DbScope, raw_cursor) -> None:
 
 
 def scope_is_transaction_local() -> bool:
-    """Return True behind a transaction pooler: scopes must then live in transactions only."""
-    return settings.DATABASE_POOLER == TRANSACTION_POOLER
+    """Return True behind a transaction pooler or on Citus: scopes live in transactions only."""
+    return settings.DATABASE_POOLER == TRANSACTION_POOLER or settings.DATABASE_CITUS
 
 
 def _literal(value: str) -> str:
@@ -229,6 +230,46 @@ def local_scope_prefix(scope: DbScope) -> str:
     """Return LOCAL_SCOPE_SQL with the scope's values written in, as a statement prefix."""
     # The values are role names, digits and commas, and on/off; quoted all the same.
     return LOCAL_SCOPE_SQL.replace("%s", "{}").format(*map(_literal, scope.as_params())) + "; "
+
+
+@functools.lru_cache(maxsize=4096)
+def citus_scope_sql(scope: DbScope) -> str:
+    """Return the scope as SET LOCAL commands, the form Citus forwards to the workers.
+
+    A Citus coordinator forwards ``SET LOCAL`` (not ``set_config``) of a transaction block,
+    an implicit one included, to every worker the transaction uses, before its first
+    statement there (``citus.propagate_set_commands = local``, set by citus_distribute).
+    """
+    role, tenant_ids, all_tenants = map(_literal, scope.as_params())
+    return (
+        f"SET LOCAL ROLE {role}; SET LOCAL {TENANT_IDS_SETTING} = {tenant_ids}; "
+        f"SET LOCAL {ALL_TENANTS_SETTING} = {all_tenants}; "
+    )
+
+
+# Results of citus_scope_sql's commands, ahead of the statement's own.
+CITUS_SCOPE_RESULTS = 3
+
+
+def scoped_execute_citus(scope: DbScope, execute, sql, params, many, context):
+    """Run ``sql`` on a Citus coordinator with ``scope`` in force there and on the workers.
+
+    Client-side binding: the SET LOCAL commands and the statement go in one simple-protocol
+    message, one implicit transaction block (or part of the open transaction). Otherwise
+    (server-side binding, executemany) they run in an explicit transaction block.
+    """
+    db = context["connection"]
+    setattr(db, _APPLIED_ATTR, None)
+    raw = context["cursor"].cursor
+    if not many and isinstance(sql, str) and isinstance(raw, psycopg.ClientCursor):
+        result = execute(citus_scope_sql(scope) + sql, params, many, context)
+        for _ in range(CITUS_SCOPE_RESULTS):
+            raw.nextset()
+        return result
+    with transaction.atomic(using=db.alias):
+        with db.wrap_database_errors:
+            db.connection.cursor().execute(citus_scope_sql(scope).encode())
+        return execute(sql, params, many, context)
 
 
 def scoped_execute_local(scope: DbScope, execute, sql, params, many, context):
@@ -264,7 +305,8 @@ def db_scope_wrapper(execute, sql, params, many, context):
     if scope_is_transaction_local():
         if isinstance(sql, str) and NO_TRANSACTION_BLOCK.match(sql):
             return execute(sql, params, many, context)
-        return scoped_execute_local(db_scope_current(), execute, sql, params, many, context)
+        scoped = scoped_execute_citus if settings.DATABASE_CITUS else scoped_execute_local
+        return scoped(db_scope_current(), execute, sql, params, many, context)
     scope_apply(context["connection"], db_scope_current(), context["cursor"].cursor)
     return execute(sql, params, many, context)
 

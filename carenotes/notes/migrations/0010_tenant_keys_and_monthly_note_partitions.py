@@ -66,6 +66,15 @@ CREATE TRIGGER carenote_amendments_restrict AFTER DELETE ON {NOTES_TABLE}
 """
 
 
+# The history tables' ids are written by triggers, which on Citus run on the workers: Citus
+# gives each node its own range of a bigint sequence, and refuses nextval on a worker for an
+# integer one (the model keeps pghistory's AutoField; Python reads either as int).
+HISTORY_IDS = "".join(
+    f"ALTER TABLE {table} ALTER COLUMN pgh_id TYPE bigint;\n"
+    for table in ("carenotes_carenoteevent", "carenotes_carenoteamendmentevent")
+)
+
+
 def _primary_key_sql(table: str, columns: str) -> str:
     return (
         f"ALTER TABLE {table} DROP CONSTRAINT {table}_pkey, "
@@ -272,7 +281,8 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunSQL(
-            "".join(_primary_key_sql(table, columns) for table, columns in TENANT_KEYS),
+            HISTORY_IDS
+            + "".join(_primary_key_sql(table, columns) for table, columns in TENANT_KEYS),
             migrations.RunSQL.noop,
         ),
         migrations.RunPython(partition_notes, migrations.RunPython.noop, atomic=True),
