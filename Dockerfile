@@ -16,6 +16,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY carenotes ./carenotes
 COPY tenants ./tenants
+COPY audit ./audit
 COPY stats ./stats
 COPY dashboard ./dashboard
 COPY --from=assets /assets/node_modules ./node_modules

@@ -1,5 +1,7 @@
 """Shared pytest fixtures: a clean cache per test and API clients acting as tenant members."""
 
+import os
+
 import pytest
 from django.core.cache import caches
 from rest_framework.test import APIClient
@@ -35,6 +37,21 @@ def _plain_static_storage(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+CITUS_URL_MISSING = (
+    "CITUS_URL is not set: start a cluster with `python tools/citus_cluster.py start` "
+    "and export the CITUS_URL=... line it prints (needs the citus extension installed)"
+)
+
+
+@pytest.fixture(scope="session")
+def citus_url() -> str:
+    """Return the Citus coordinator's URL (CITUS_URL); skip the test when it is not set."""
+    url = os.environ.get("CITUS_URL", "")
+    if not url:
+        pytest.skip(CITUS_URL_MISSING)
+    return url
 
 
 @pytest.fixture

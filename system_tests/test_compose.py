@@ -17,6 +17,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from carenotes import env as env_module
 from system_tests.compose import (
@@ -43,6 +44,7 @@ NOT_FOR_WEB = {
 # What compose's network provides and this machine cannot (the substitution is narrow).
 COMPOSE_DATABASE_URL = "postgres://carenotes:{password}@db:5432/carenotes"
 COMPOSE_REDIS_URL = "redis://redis:6379/0"
+COMPOSE_CITUS_DATABASE_URL = "postgres://postgres@citus-coordinator:5432/carenotes"
 COMPOSE_BIND = "0.0.0.0:8000"
 HEALTHCHECK_ADDRESS = "127.0.0.1:8000"
 # What a production .env changes (README "Containers"): the healthcheck must still pass.
@@ -126,6 +128,31 @@ def test_migrate_and_seed_run_with_the_environment_web_has(dotenv):
     web = service_environment(services["web"], dotenv=dotenv)
     for name in ("migrate", "seed"):
         assert service_environment(services[name], dotenv=dotenv) == web, name
+
+
+def test_the_citus_app_services_get_webs_environment_over_the_coordinator(dotenv):
+    services = compose_services(dotenv)
+    web = service_environment(services["web"], dotenv=dotenv)
+    for name in ("citus-setup", "citus-web"):
+        assert service_environment(services[name], dotenv=dotenv) == {
+            **web,
+            "DATABASE_URL": COMPOSE_CITUS_DATABASE_URL,
+            # A Redis database of its own: its tenants and ids are not db's.
+            "REDIS_URL": "redis://redis:6379/1",
+        }, name
+    assert services["citus-web"]["healthcheck"] == services["web"]["healthcheck"]
+
+
+def test_the_image_holds_every_app_of_this_repository():
+    copied = {
+        line.split()[1]
+        for line in DOCKERFILE.read_text().splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+    }
+    local = {app.split(".")[0] for app in settings.INSTALLED_APPS}
+    local = {package for package in local if (ROOT / package / "__init__.py").exists()}
+    assert {"audit", "carenotes", "tenants"} <= local
+    assert sorted(local - copied) == []
 
 
 def test_copying_env_example_without_secrets_is_refused_naming_them(tmp_path):

@@ -1,8 +1,9 @@
 """docker-compose.yml's scale-out topology, read (no Docker engine here): two web nodes behind
-an HAProxy `lb`, optional `replica` and `pgbouncer` profiles, configured only by variables,
-each with a healthcheck, every file it mounts or builds present."""
+an HAProxy `lb`, optional `replica`, `pgbouncer` and `citus` profiles, configured only by
+variables, each with a healthcheck, every file it mounts or builds present."""
 
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -10,12 +11,15 @@ import pytest
 import yaml
 
 from system_tests.scaleout import executable
+from tools import citus_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 # The services a node, a pooler or a replica depends on, and those this topology adds.
 TOPOLOGY = ("db", "redis", "web", "lb", "replica", "pgbouncer")
+CITUS_NODES = ("citus-coordinator", "citus-worker-1", "citus-worker-2")
+CITUS_SERVICES = (*CITUS_NODES, "citus-setup", "citus-web")
 VARIABLE = re.compile(r"\$\{[A-Z0-9_]+(:?[-?][^}]*)?\}")
 
 
@@ -40,8 +44,62 @@ def test_replica_and_pgbouncer_are_optional_profiles_beside_the_primary():
 
 
 def test_the_nodes_and_every_service_of_the_topology_have_a_healthcheck():
-    missing = [name for name in TOPOLOGY if "healthcheck" not in SERVICES[name]]
+    long_running = (*TOPOLOGY, *CITUS_NODES, "citus-web")
+    missing = [name for name in long_running if "healthcheck" not in SERVICES[name]]
     assert missing == []
+
+
+def test_the_citus_profile_runs_a_coordinator_and_two_workers_of_the_official_image():
+    assert [name for name in SERVICES if SERVICES[name].get("profiles") == ["citus"]] == list(
+        CITUS_SERVICES
+    )
+    for name in CITUS_NODES:
+        node = SERVICES[name]
+        # Citus 13 on PostgreSQL 15, what tools/citus_cluster.py runs on this machine.
+        assert re.fullmatch(r"citusdata/citus:13\.\d+-pg15", node["image"]), node["image"]
+        assert node["environment"]["POSTGRES_DB"] == "carenotes"
+        command = node["command"]
+        assert command[0] == "postgres" and set(command[1::2]) == {"-c"}
+        settings = dict(setting.split("=", 1) for setting in command[2::2])
+        assert settings["wal_level"] == "logical"
+        assert int(settings["max_connections"]) >= citus_cluster.MIN_MAX_CONNECTIONS
+    volumes = [SERVICES[name]["volumes"][0].split(":")[0] for name in CITUS_NODES]
+    assert len(set(volumes)) == len(CITUS_NODES)
+    assert set(volumes) <= set(COMPOSE["volumes"])
+
+
+def test_the_trusting_citus_nodes_are_reachable_only_on_an_internal_network():
+    assert COMPOSE["networks"]["citus"] == {"internal": True}
+    for name in CITUS_NODES:
+        node = SERVICES[name]
+        assert node["environment"]["POSTGRES_HOST_AUTH_METHOD"] == "trust"
+        assert node["networks"] == ["citus"]
+        assert "ports" not in node
+    on_citus = [
+        name for name, service in SERVICES.items() if "citus" in service.get("networks", [])
+    ]
+    assert on_citus == list(CITUS_SERVICES)
+    assert SERVICES["citus-web"]["ports"] == ["${CITUS_PORT:-8001}:8000"]
+
+
+def test_citus_setup_registers_the_workers_then_migrates_then_distributes():
+    setup = SERVICES["citus-setup"]
+    assert setup["build"] == "."
+    assert setup["depends_on"] == {
+        name: {"condition": "service_healthy"} for name in (*CITUS_NODES, "redis")
+    }
+    assert setup["command"][:2] == ["sh", "-c"]
+    register, migrate, distribute = [shlex.split(step) for step in setup["command"][2].split("&&")]
+    assert register[:3] == ["python", "-m", "tools.citus_cluster"]
+    # The command line the tool parses, with the compose services as nodes.
+    args = citus_cluster.build_parser().parse_args(register[3:])
+    assert (args.command, args.coordinator) == ("register", ("citus-coordinator", 5432))
+    assert args.worker == [("citus-worker-1", 5432), ("citus-worker-2", 5432)]
+    assert migrate == ["python", "manage.py", "migrate", "--noinput"]
+    assert distribute == ["python", "manage.py", "citus_distribute"]
+    assert SERVICES["citus-web"]["depends_on"]["citus-setup"] == {
+        "condition": "service_completed_successfully"
+    }
 
 
 def test_the_topology_services_are_configured_only_through_variables():

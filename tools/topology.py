@@ -110,7 +110,16 @@ def _as_service(**kwargs) -> dict:
     account = service_account()
     if account is None:
         return kwargs
-    return {**kwargs, "user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+    # Its own HOME: a server's libpq (Citus connecting to its workers) looks for client
+    # certificates under $HOME/.postgresql, and root's home is closed to the account.
+    env = {**kwargs.pop("env", os.environ), "HOME": account.pw_dir}
+    return {
+        **kwargs,
+        "env": env,
+        "user": account.pw_uid,
+        "group": account.pw_gid,
+        "extra_groups": [],
+    }
 
 
 def run_as_service(args: list[str], **kwargs) -> subprocess.CompletedProcess:
