@@ -145,13 +145,19 @@ def citus_policy_sql(table, name, permissive, command, roles, using, check) -> s
 
 
 def _grants(cursor, tables: list[str]) -> list[tuple[str, str, str]]:
+    """Return (table, privilege, role) of the grants on ``tables``, columns' included."""
     return _rows(
         cursor,
         "SELECT c.relname, a.privilege_type, r.rolname FROM pg_class c, aclexplode(c.relacl) a "
         "JOIN pg_roles r ON r.oid = a.grantee "
         "WHERE c.relname = ANY(%s) AND c.relnamespace = current_schema()::regnamespace "
-        "AND a.grantee <> c.relowner ORDER BY 1, 3, 2",
-        [tables],
+        "AND a.grantee <> c.relowner "
+        "UNION ALL SELECT c.relname, x.privilege_type || ' (' || quote_ident(t.attname) || ')', "
+        "r.rolname FROM pg_class c JOIN pg_attribute t ON t.attrelid = c.oid, "
+        "aclexplode(t.attacl) x JOIN pg_roles r ON r.oid = x.grantee "
+        "WHERE c.relname = ANY(%s) AND c.relnamespace = current_schema()::regnamespace "
+        "AND t.attacl IS NOT NULL ORDER BY 1, 3, 2",
+        [tables, tables],
     )
 
 

@@ -75,6 +75,19 @@ HISTORY_IDS = "".join(
 )
 
 
+# (index of a partition, the parent's index it belongs to, the partition) of a table.
+PARTITION_INDEXES_SQL = """
+SELECT child.relname, parent.relname, partition.relname
+FROM pg_index parent_index
+JOIN pg_class parent ON parent.oid = parent_index.indexrelid
+JOIN pg_inherits i ON i.inhparent = parent.oid
+JOIN pg_class child ON child.oid = i.inhrelid
+JOIN pg_index child_index ON child_index.indexrelid = child.oid
+JOIN pg_class partition ON partition.oid = child_index.indrelid
+WHERE parent_index.indrelid = %s::regclass
+"""
+
+
 def _primary_key_sql(table: str, columns: str) -> str:
     return (
         f"ALTER TABLE {table} DROP CONSTRAINT {table}_pkey, "
@@ -129,6 +142,12 @@ def _catalog(cursor, table: str) -> dict:
             cursor,
             f"SELECT a.privilege_type, r.rolname FROM pg_class c, aclexplode(c.relacl) a "
             f"JOIN pg_roles r ON r.oid = a.grantee WHERE c.oid = {oid} AND a.grantee <> c.relowner",
+        ),
+        "column_grants": _rows(
+            cursor,
+            f"SELECT x.privilege_type, quote_ident(a.attname), r.rolname FROM pg_attribute a, "
+            f"aclexplode(a.attacl) x JOIN pg_roles r ON r.oid = x.grantee "
+            f"WHERE a.attrelid = {oid} AND a.attacl IS NOT NULL ORDER BY 2, 3, 1",
         ),
         "statistics": [
             definition
@@ -236,8 +255,15 @@ def partition_notes(apps, schema_editor):
             execute(_policy_sql(NOTES_TABLE, *policy))
         # Only the old table's privileges (not this owner's default privileges for new tables).
         execute(f"REVOKE ALL ON {NOTES_TABLE} FROM {', '.join(APP_ROLES)}")
+        # A partition's indexes are named after the parent's (carenote_stats_covering_idx_p2026_12),
+        # so that a query plan names the index it uses whichever partition it reads.
+        for index, parent, partition in _rows(cursor, PARTITION_INDEXES_SQL, [NOTES_TABLE]):
+            suffix = partition.removeprefix(f"{NOTES_TABLE}_")
+            execute(f'ALTER INDEX "{index}" RENAME TO "{parent[: 62 - len(suffix)]}_{suffix}"')
         for privilege, role in catalog["grants"]:
             execute(f"GRANT {privilege} ON {NOTES_TABLE} TO {role}")
+        for privilege, column, role in catalog["column_grants"]:
+            execute(f"GRANT {privilege} ({column}) ON {NOTES_TABLE} TO {role}")
         execute(f"DROP TABLE {OLD_TABLE}")
         for definition in catalog["triggers"]:
             execute(definition)
