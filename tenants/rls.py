@@ -232,46 +232,6 @@ def local_scope_prefix(scope: DbScope) -> str:
     return LOCAL_SCOPE_SQL.replace("%s", "{}").format(*map(_literal, scope.as_params())) + "; "
 
 
-@functools.lru_cache(maxsize=4096)
-def citus_scope_sql(scope: DbScope) -> str:
-    """Return the scope as SET LOCAL commands, the form Citus forwards to the workers.
-
-    A Citus coordinator forwards ``SET LOCAL`` (not ``set_config``) of a transaction block,
-    an implicit one included, to every worker the transaction uses, before its first
-    statement there (``citus.propagate_set_commands = local``, set by citus_distribute).
-    """
-    role, tenant_ids, all_tenants = map(_literal, scope.as_params())
-    return (
-        f"SET LOCAL ROLE {role}; SET LOCAL {TENANT_IDS_SETTING} = {tenant_ids}; "
-        f"SET LOCAL {ALL_TENANTS_SETTING} = {all_tenants}; "
-    )
-
-
-# Results of citus_scope_sql's commands, ahead of the statement's own.
-CITUS_SCOPE_RESULTS = 3
-
-
-def scoped_execute_citus(scope: DbScope, execute, sql, params, many, context):
-    """Run ``sql`` on a Citus coordinator with ``scope`` in force there and on the workers.
-
-    Client-side binding: the SET LOCAL commands and the statement go in one simple-protocol
-    message, one implicit transaction block (or part of the open transaction). Otherwise
-    (server-side binding, executemany) they run in an explicit transaction block.
-    """
-    db = context["connection"]
-    setattr(db, _APPLIED_ATTR, None)
-    raw = context["cursor"].cursor
-    if not many and isinstance(sql, str) and isinstance(raw, psycopg.ClientCursor):
-        result = execute(citus_scope_sql(scope) + sql, params, many, context)
-        for _ in range(CITUS_SCOPE_RESULTS):
-            raw.nextset()
-        return result
-    with transaction.atomic(using=db.alias):
-        with db.wrap_database_errors:
-            db.connection.cursor().execute(citus_scope_sql(scope).encode())
-        return execute(sql, params, many, context)
-
-
 def scoped_execute_local(scope: DbScope, execute, sql, params, many, context):
     """Run ``sql`` with ``scope`` in force for its own transaction only, in one round trip.
 
@@ -293,6 +253,49 @@ def scoped_execute_local(scope: DbScope, execute, sql, params, many, context):
     # own error wrapping of execute: wrap them the same way.
     with db.wrap_database_errors, db.connection.pipeline():
         db.connection.cursor().execute(LOCAL_SCOPE_SQL, scope.as_params())
+        return execute(sql, params, many, context)
+
+
+@functools.lru_cache(maxsize=4096)
+def citus_scope_sql(scope: DbScope) -> str:
+    """Return the scope as SET LOCAL commands, the form Citus forwards to the workers.
+
+    A Citus coordinator forwards ``SET LOCAL`` (not ``set_config``) of a transaction block to
+    every worker the transaction uses, before its first statement there
+    (``citus.propagate_set_commands = local``, set by citus_distribute). It forwards the
+    whole query string the command came in: the commands go alone, never with a statement.
+    """
+    role, tenant_ids, all_tenants = map(_literal, scope.as_params())
+    return (
+        f"SET LOCAL ROLE {role}; SET LOCAL {TENANT_IDS_SETTING} = {tenant_ids}; "
+        f"SET LOCAL {ALL_TENANTS_SETTING} = {all_tenants}"
+    )
+
+
+# Statements that read or write rows under the policies. Other commands (DDL: migrate,
+# citus_distribute) go alone, as the connecting user: on Citus the session's own role is
+# never changed, only the transactions' (and the coordinator forwards a utility command's
+# text to the workers as is).
+ROW_STATEMENT = re.compile(
+    r"[\s(]*(SELECT|INSERT|UPDATE|DELETE|WITH|EXPLAIN|VALUES|TABLE|MERGE|COPY)\b", re.IGNORECASE
+)
+
+
+def scoped_execute_citus(scope: DbScope, execute, sql, params, many, context):
+    """Run ``sql`` on a Citus coordinator with ``scope`` in force there and on the workers.
+
+    The SET LOCAL commands go in a message of their own, in the open transaction, or in one
+    opened for the statement (Citus forwards SET LOCAL only inside a transaction block).
+    """
+    db = context["connection"]
+    setattr(db, _APPLIED_ATTR, None)
+    if isinstance(sql, str) and not ROW_STATEMENT.match(sql):
+        return execute(sql, params, many, context)
+    with contextlib.ExitStack() as stack:
+        if not _in_transaction(db):
+            stack.enter_context(transaction.atomic(using=db.alias))
+        with db.wrap_database_errors:
+            db.connection.cursor().execute(citus_scope_sql(scope).encode())
         return execute(sql, params, many, context)
 
 

@@ -1,0 +1,140 @@
+"""Databases on the Citus cluster of CITUS_URL for the citus tests, and commands run on them.
+
+Each test module gets databases of its own, created on the coordinator and on every worker
+with the citus extension, the workers registered on the coordinator (Citus keeps its node
+list per database). The application runs on them in processes of their own (``manage.py``,
+``system_tests.citus_probe``): the suite's own process is bound to its test database.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND_TIMEOUT = 600
+# One seed for the plain and the distributed database: the same tenants, notes and days.
+SEED_ARGS = [
+    "--notes", "6000", "--tenants", "3", "--seed", "16", "--end-date", "2026-11-30",
+    "--days", "60",
+]  # fmt: skip
+
+
+def database_url(url: str, *, host=None, port=None, dbname=None, user=None) -> str:
+    """Return postgres URL ``url`` with another host, port, database or user."""
+    parts = urlsplit(url)
+    account = user or parts.username or ""
+    if parts.password and not user:
+        account += f":{parts.password}"
+    netloc = f"{account}@" if account else ""
+    netloc += f"{host or parts.hostname or '127.0.0.1'}:{port or parts.port or 5432}"
+    return urlunsplit((parts.scheme, netloc, f"/{dbname}" if dbname else parts.path, "", ""))
+
+
+def cluster_nodes(citus_url: str) -> list[tuple[str, int]]:
+    """Return (host, port) of the coordinator of CITUS_URL and of its active workers."""
+    parts = urlsplit(citus_url)
+    with psycopg.connect(citus_url, autocommit=True) as conn:
+        workers = conn.execute(
+            "SELECT node_name, node_port FROM citus_get_active_worker_nodes() ORDER BY node_port"
+        ).fetchall()
+    return [(parts.hostname or "127.0.0.1", parts.port or 5432), *workers]
+
+
+def cluster_database_create(citus_url: str, name: str) -> str:
+    """Create database ``name`` afresh on every node of the cluster; return its URL."""
+    nodes = cluster_nodes(citus_url)
+    for host, port in nodes:
+        admin = database_url(citus_url, host=host, port=port, dbname="postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        with psycopg.connect(database_url(admin, dbname=name), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION citus")
+    (host, port), *workers = nodes
+    url = database_url(citus_url, dbname=name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT citus_set_coordinator_host(%s, %s)", [host, port])
+        for worker in workers:
+            conn.execute("SELECT citus_add_node(%s, %s)", list(worker))
+    return url
+
+
+def cluster_database_drop(citus_url: str, name: str) -> None:
+    """Drop database ``name`` on every node (workers first: the coordinator holds no lock)."""
+    for host, port in reversed(cluster_nodes(citus_url)):
+        admin = database_url(citus_url, host=host, port=port, dbname="postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def plain_database_create(url: str, name: str) -> str:
+    """Create database ``name`` afresh on the plain PostgreSQL server of ``url``."""
+    admin = database_url(url, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database_url(url, dbname=name)
+
+
+def plain_database_drop(url: str, name: str) -> None:
+    with psycopg.connect(database_url(url, dbname="postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _environment(url: str, *, citus: bool, prefix: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DATABASE_CITUS": "1" if citus else "0",
+        "DATABASE_TEST_NAME": "",
+        "DJANGO_DEBUG": "1",
+        "CACHE_KEY_PREFIX": prefix,
+    }
+
+
+def manage(url: str, *args: str, citus: bool, prefix: str) -> str:
+    """Run ``manage.py *args`` on database ``url``; return its output, raise on failure."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=_environment(url, citus=citus, prefix=prefix),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def probe(url: str, name: str, credentials: Path, *, citus: bool, prefix: str) -> dict:
+    """Run probe ``name`` of system_tests/citus_probe.py on ``url``; return its JSON."""
+    done = subprocess.run(
+        [sys.executable, "-m", "system_tests.citus_probe", name, str(credentials)],
+        cwd=ROOT,
+        env=_environment(url, citus=citus, prefix=prefix),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"probe {name} failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def shard_placements(url: str) -> dict[str, set[int]]:
+    """Return, per distributed table, the ports of the workers holding its shards."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name::text, nodeport FROM citus_shards "
+            "WHERE citus_table_type = 'distributed'"
+        ).fetchall()
+    placements: dict[str, set[int]] = {}
+    for table, port in rows:
+        placements.setdefault(table, set()).add(port)
+    return placements
