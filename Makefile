@@ -46,7 +46,7 @@ migrate: install
 run serve: export DJANGO_SECURE_SSL_REDIRECT ?= 0
 run serve: export DJANGO_SECURE_COOKIES ?= 0
 run serve: export DJANGO_HSTS_SECONDS ?= 0
-# devenv.py serve: migrate, seed_notes --if-empty, demo_credentials and gunicorn
+# devenv.py serve: migrate, notes_partitions, seed_notes --if-empty, demo_credentials and gunicorn
 # (gunicorn.conf.py, app preloaded) in one process, so Django starts once and a warm start
 # answers /healthz in seconds; the pidfile lets `make stop` stop it.
 serve: run

@@ -461,5 +461,20 @@ if IDEMPOTENCY_KEY_TTL_HOURS < 1:
     raise ImproperlyConfigured(
         f"IDEMPOTENCY_KEY_TTL_HOURS must be 1 or more, got {IDEMPOTENCY_KEY_TTL_HOURS}"
     )
+# Care notes are partitioned by calendar month (UTC; carenotes/notes/partitions.py).
+# `manage.py notes_partitions` keeps partitions for the current month and this many after it.
+NOTES_PARTITIONS_AHEAD = env_int("NOTES_PARTITIONS_AHEAD", 3)
+if not 0 <= NOTES_PARTITIONS_AHEAD <= 120:
+    raise ImproperlyConfigured(
+        f"NOTES_PARTITIONS_AHEAD must be between 0 and 120 months, got {NOTES_PARTITIONS_AHEAD}"
+    )
+# Months of notes kept before the current one: `manage.py notes_partitions` drops the month
+# partitions wholly older than that (docs/OPERATIONS.md). 0: notes are kept forever.
+NOTES_RETENTION_MONTHS = env_int("NOTES_RETENTION_MONTHS", 0)
+if not 0 <= NOTES_RETENTION_MONTHS <= 1200:
+    raise ImproperlyConfigured(
+        f"NOTES_RETENTION_MONTHS must be between 0 (keep forever) and 1200, "
+        f"got {NOTES_RETENTION_MONTHS}"
+    )
 # Writes only: a read records nothing, so it need not carry the history context either.
 PGHISTORY_MIDDLEWARE_METHODS = ("POST", "PUT", "PATCH", "DELETE")

@@ -228,7 +228,8 @@ def stop() -> None:
 
 
 def serve(*, bind: str, pidfile: Path) -> None:
-    """`make run`: migrate, seed an empty database, print the demo credentials, serve.
+    """`make run`: migrate, notes partitions, seed an empty database, print the demo
+    credentials, serve.
 
     One process does it all: Django starts once, and gunicorn (gunicorn.conf.py) runs here
     with the app preloaded, so its workers fork ready instead of each importing Django. A
@@ -258,6 +259,8 @@ def serve(*, bind: str, pidfile: Path) -> None:
         # One line naming the variable, as manage.py says it (tools/ imports no app code).
         raise SystemExit(f"make run: {exc}") from None
     call_command("migrate", interactive=False)
+    # The care notes' month partitions: this month's and NOTES_PARTITIONS_AHEAD after it.
+    call_command("notes_partitions")
     call_command("seed_notes", if_empty=True, quiet=True)
     call_command("demo_credentials", base_url=f"http://{bind}")
     # Workers must not inherit the master's PostgreSQL connections, nor a psycopg pool's

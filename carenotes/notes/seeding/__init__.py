@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
 
+from carenotes.notes.partitions import months_spanning, partitions_create
 from carenotes.notes.seeding.bulk import (
     INDEX_STRATEGIES,
     MAINTENANCE_WORK_MEM,
@@ -176,7 +177,8 @@ def seed_notes_run(
     ``mode`` is "refuse" (raise SeedRefusedError if any data exists), "reset" (delete
     generated data first) or "append". Nothing is left behind when anything fails. The
     phases in ``timings``: reset, users (tenants, facilities, users, memberships, tokens,
-    passwords), patients, notes, indexes, commit (with the after-commit cache work), vacuum.
+    passwords), patients, partitions (those of the notes' months), notes, indexes, commit
+    (with the after-commit cache work), vacuum.
 
     Runs as the database owner: it truncates, rebuilds indexes and vacuums (tenants/rls.py).
     """
@@ -270,6 +272,15 @@ def _notes_load(
             cursor=cursor,
             facility_ids={plan.tenant.pk: plan.facility_ids for plan in plans},
             per_facility=config.patients_per_facility,
+        )
+    with stopwatch("partitions"):
+        # Every month the notes fall in gets its partition first: none lands in the default.
+        partitions_create(
+            months=[
+                month
+                for plan in plans
+                for month in months_spanning(start=plan.window.start, end=plan.window.end)
+            ]
         )
     with stopwatch("notes"):
         rebuild = rebuild_wanted(strategy=index_strategy, notes=config.notes, cursor=cursor)
