@@ -29,18 +29,18 @@ INSERT_COLUMNS = (
     "note_count",
     "request_id",
 )
-_INSERT = (
-    f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) "
-    "SELECT %s, %s, %s, %s, %s, %s::jsonb, %s::bigint[], %s, %s"
-)
-INSERT_SQL = f"{_INSERT} RETURNING id"
+_INSERT = f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)}) "
+_VALUES = "%s, %s, %s, %s, %s, %s::jsonb, %s::bigint[], %s, %s"
+# VALUES: Citus routes it to the tenant's shard (an INSERT ... SELECT goes through the
+# coordinator).
+INSERT_SQL = f"{_INSERT}VALUES ({_VALUES}) RETURNING id"
 # The same INSERT whose own (autocommit) transaction commits without waiting for the WAL
 # flush, the one cost of a record that is a disk's, not the server's (settings:
 # AUDIT_SYNCHRONOUS_COMMIT, docs/SECURITY.md "Access audit trail"). set_config(..., true)
 # lasts until that transaction ends.
 INSERT_ASYNC_COMMIT_SQL = (
-    f"{_INSERT} FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit "
-    "RETURNING id"
+    f"{_INSERT}SELECT {_VALUES} "
+    "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit RETURNING id"
 )
 # Rows one purge statement deletes: short transactions, short locks, bounded WAL bursts.
 AUDIT_PURGE_BATCH_DEFAULT = 10_000
@@ -113,8 +113,15 @@ def audit_record_read(
 def _insert_sql() -> str:
     # Only a statement that is its own transaction (autocommit) commits asynchronously: one
     # inside a caller's transaction must not change how the caller's writes commit.
+    # On Citus every statement runs in a transaction of its own (tenants/rls.py), committed
+    # on the workers: the records commit as configured there.
     db = write_connection()
-    if settings.AUDIT_SYNCHRONOUS_COMMIT or db.in_atomic_block or not db.get_autocommit():
+    if (
+        settings.AUDIT_SYNCHRONOUS_COMMIT
+        or settings.DATABASE_CITUS
+        or db.in_atomic_block
+        or not db.get_autocommit()
+    ):
         return INSERT_SQL
     return INSERT_ASYNC_COMMIT_SQL
 

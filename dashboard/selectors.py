@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 from django.db.models import QuerySet
 
+from carenotes.core.colocation import colocated
 from carenotes.core.days import local_day_bounds
 from carenotes.notes.models import PRIORITY_MAX, CareNote, Category
 from carenotes.notes.selectors import NoteCursor, note_page
@@ -166,6 +167,7 @@ def note_high_priority_list(*, scope: DashboardScope) -> QuerySet[CareNote]:
     )
     if scope.facility_ids is not None:
         notes = notes.filter(facility_id__in=scope.facility_ids)
+    notes = colocated(notes, "patient", "facility")
     return notes.select_related("author", "patient", "facility").order_by("-created_at", "-id")
 
 

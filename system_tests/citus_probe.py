@@ -26,13 +26,20 @@ TENANT_TABLES = re.compile(
     r'\b"?(carenotes_carenote|carenotes_patient|carenotes_carenoteamendment|tenants_facility'
     r'|stats_day_counts|stats_day_residents|tenants_membership|audit_readrecord)"?\b'
 )
-SCOPE_PREFIX = re.compile(r"^(SET LOCAL [^;]+; )+")
+# Fields that differ between two runs of one answer: the clock and the cache.
+VARYING = {"cached", "computed_at", "cutoff"}
+# What the wrappers may write in front of a statement: pghistory's context (its own inner
+# wrapper adds it on the coordinator, where it is harmless).
+SCOPE_PREFIX = re.compile(r"^(SELECT set_config\('pghistory\.[^;]+; )+")
 TASK_COUNT = re.compile(r"Task Count: (\d+)")
 
 
 def _setup() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carenotes.settings")
     django.setup()
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()  # responses keep their template context (the changelist's rows)
 
 
 def _requests(credentials: dict) -> list[tuple[str, str]]:
@@ -66,7 +73,7 @@ def _manager_client(credentials: dict):
 def _normalised(body):
     """Drop what differs between two databases seeded alike: cache and timing fields."""
     if isinstance(body, dict):
-        return {k: _normalised(v) for k, v in body.items() if k not in {"cached", "computed_at"}}
+        return {k: _normalised(v) for k, v in body.items() if k not in VARYING}
     if isinstance(body, list):
         return [_normalised(item) for item in body]
     return body
@@ -81,26 +88,31 @@ def probe_answers(credentials: dict) -> dict:
     for name, path in _requests(credentials):
         try:
             response = client.get(path, secure=True)
-        except Exception as error:  # noqa: BLE001  (reported, compared, never hidden)
+        except Exception as error:
             answers[name] = [500, f"{type(error).__name__}: {error}"]
             continue
         answers[name] = [response.status_code, _normalised(response.json())]
     admin = Client(HTTP_HOST="localhost")
     admin.force_login(get_user_model().objects.get(username=credentials["superuser"]["username"]))
-    response = admin.get("/admin/carenotes/carenote/", secure=True)
-    answers["admin changelist"] = [
-        response.status_code,
-        [note.pk for note in response.context["cl"].result_list],
-    ]
+    try:
+        response = admin.get("/admin/carenotes/carenote/", secure=True)
+        answers["admin changelist"] = [
+            response.status_code,
+            [note.pk for note in response.context["cl"].result_list],
+        ]
+    except Exception as error:
+        answers["admin changelist"] = [500, f"{type(error).__name__}: {error}"]
     return answers
 
 
 def probe_explain(credentials: dict) -> dict:
+    from django.core.cache import caches
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from tenants.rls import rls_tenants
 
+    caches["default"].delete_pattern("*")  # every read a cache miss: its SQL runs
     tenant_id = credentials["tenants"][0]["tenant_id"]
     client = _manager_client(credentials)
     requests = [*_requests(credentials), ("note create", "/api/notes/")]
@@ -125,7 +137,9 @@ def probe_explain(credentials: dict) -> dict:
                 cursor.execute(f"EXPLAIN {sql}")
                 plan = "\n".join(row[0] for row in cursor.fetchall())
             counts = [int(n) for n in TASK_COUNT.findall(plan)]
-            statements.append({"sql": sql[:300], "tasks": counts, "router": "Router" in plan})
+            statements.append(
+                {"sql": sql, "tasks": counts, "citus": "Custom Scan (Citus" in plan, "plan": plan}
+            )
         plans[name] = {"status": response.status_code, "statements": statements}
     return plans
 
@@ -159,20 +173,22 @@ def probe_scope(credentials: dict) -> dict:
     seen = {}
     with rls_system():
         seen["system: every tenant"] = sorted(
-            CareNote.objects.values_list("tenant_id", flat=True).distinct()
+            CareNote.objects.order_by("tenant_id").values_list("tenant_id", flat=True).distinct()
         )
         template = CareNote.objects.filter(tenant_id=theirs).order_by("id").first()
     with rls_tenants([ours]):
         # No tenant named: every shard of both workers answers (multi-shard).
         seen["ours: multi-shard tenants"] = sorted(
-            CareNote.objects.values_list("tenant_id", flat=True).distinct()
+            CareNote.objects.order_by("tenant_id").values_list("tenant_id", flat=True).distinct()
         )
         seen["ours: routed to theirs"] = CareNote.objects.filter(tenant_id=theirs).count()
         seen["ours: routed to ours > 0"] = CareNote.objects.filter(tenant_id=ours).count() > 0
         with transaction.atomic():
             CareNote.objects.filter(tenant_id=ours).count()
             seen["ours: in a transaction, multi-shard tenants"] = sorted(
-                CareNote.objects.values_list("tenant_id", flat=True).distinct()
+                CareNote.objects.order_by("tenant_id")
+                .values_list("tenant_id", flat=True)
+                .distinct()
             )
         template.pk = None
         try:
@@ -183,10 +199,34 @@ def probe_scope(credentials: dict) -> dict:
             seen["ours: foreign insert"] = str(error).splitlines()[0]
     with db_scope(NO_TENANTS):
         seen["no tenants: notes"] = CareNote.objects.count()
+    seen.update(_amend(credentials))
     seen["connection is citus"] = connection.settings_dict["NAME"] and bool(
         os.environ.get("DATABASE_CITUS")
     )
     return seen
+
+
+def _amend(credentials: dict) -> dict:
+    """Amend a note through the API; return what the change history recorded, and where."""
+    from carenotes.notes.models import CareNote, CareNoteEvent
+    from tenants.rls import rls_system
+
+    tenant_id = credentials["tenants"][0]["tenant_id"]
+    with rls_system():
+        note = CareNote.objects.filter(tenant_id=tenant_id).order_by("id").first()
+    response = _manager_client(credentials).post(
+        f"/api/notes/{note.pk}/amendments/",
+        json.dumps({"reason": "Wrong priority.", "priority": note.priority % 5 + 1}),
+        content_type="application/json",
+        secure=True,
+    )
+    with rls_system():
+        events = list(
+            CareNoteEvent.objects.filter(tenant_id=tenant_id, pgh_obj_id=note.pk)
+            .order_by("pgh_id")
+            .values("pgh_label", "pgh_context", "priority")
+        )
+    return {"amend: status": response.status_code, "amend: history": events}
 
 
 PROBES = {"answers": probe_answers, "explain": probe_explain, "scope": probe_scope}

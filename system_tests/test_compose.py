@@ -139,6 +139,9 @@ def test_the_citus_app_services_get_webs_environment_over_the_coordinator(dotenv
             "DATABASE_URL": COMPOSE_CITUS_DATABASE_URL,
             # A Redis database of its own: its tenants and ids are not db's.
             "REDIS_URL": "redis://redis:6379/1",
+            # Scopes as SET LOCAL (tenants/rls.py), statements bound on the client.
+            "DATABASE_CITUS": "1",
+            "DATABASE_PREPARED_STATEMENTS": "0",
         }, name
     assert services["citus-web"]["healthcheck"] == services["web"]["healthcheck"]
 

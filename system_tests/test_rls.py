@@ -217,7 +217,7 @@ def test_a_missing_tenant_filter_still_leaks_nothing(token_client, monkeypatch):
 
     def unfiltered_note_list(*, tenant, filters):
         notes = CareNote.objects.select_related(*selectors.NOTE_OUTPUT_RELATED).order_by("-id")
-        return selectors.notes_with_amendment_count(notes)
+        return selectors.notes_with_amendment_count(notes, tenant_ids=None)
 
     monkeypatch.setattr("carenotes.notes.api.views.note_list", unfiltered_note_list)
     response = client.get(f"/api/notes/?tenant_id={ours.tenant.pk}&page_size=200")

@@ -16,6 +16,7 @@ from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.core.exceptions import FieldDoesNotExist
 from django.http import Http404
 
+from carenotes.core.colocation import colocated
 from tenants.models import Membership, Role
 
 # Attribute on the request's user object: the scope is looked up once per request.
@@ -85,8 +86,13 @@ class TenantScopedAdmin(admin.ModelAdmin):
         tenant_ids = admin_tenant_ids(request.user)
         return tenant_ids is None or obj is None or bool(self.tenant_ids_of(obj) & tenant_ids)
 
+    # Tenant tables the changelist joins (list_select_related, filters): joined on the row's
+    # own tenant too, so that on Citus the page's statement runs on one worker.
+    colocated_relations: tuple[str, ...] = ()
+
     def get_queryset(self, request):
-        return self.scope_queryset(request, super().get_queryset(request))
+        queryset = colocated(super().get_queryset(request), *self.colocated_relations)
+        return self.scope_queryset(request, queryset)
 
     def has_view_permission(self, request, obj=None):
         return super().has_view_permission(request, obj) and self.in_scope(request, obj)

@@ -9,12 +9,14 @@ What goes where (docs/ARCHITECTURE.md, "Scale out on Citus"):
   of one worker, so a statement that names one tenant runs on that worker alone, and
   foreign keys and triggers between them stay on one node.
 - **Reference**, copied to every node: ``REFERENCE_TABLES`` (users, groups, permissions,
-  content types, API tokens, and the tenants themselves). Every distributed table refers to
-  its tenant and many to a user, and Citus accepts foreign keys from distributed tables only
-  to reference tables (or colocated ones). ``Tenant`` is a reference table rather than a
-  distributed one: a few thousand small rows read by nearly every request, whose unique
-  ``slug`` stays unique across the cluster, and whose time zone the rollup triggers read on
-  the worker.
+  content types, API tokens, the tenants themselves and memberships). Every distributed
+  table refers to its tenant and many to a user, and Citus accepts foreign keys from
+  distributed tables only to reference tables (or colocated ones). ``Tenant`` is a reference
+  table rather than a distributed one: a few thousand small rows read by nearly every
+  request, whose unique ``slug`` stays unique across the cluster, and whose time zone the
+  rollup triggers read on the worker. ``Membership`` too, although it carries a
+  ``tenant_id``: authentication reads a user's memberships in every tenant before any
+  tenant is chosen, which on a distributed table would ask every shard.
 - **Local** to the coordinator: the rest (sessions, the admin log, sign-in lockouts,
   migrations); Citus makes those that refer to a reference table "Citus local tables".
 
@@ -51,6 +53,7 @@ REFERENCE_TABLES = (
     "auth_user_user_permissions",
     "tenants_tenant",
     "tenants_apitoken",
+    "tenants_membership",
 )
 # Sent inside the distributing transaction with ``cursor``, before and after the tables are
 # converted: receivers drop what must not run during the conversion, and adapt the rest.
@@ -97,7 +100,8 @@ def citus_tables(cursor) -> dict[str, str]:
 
 
 def tenant_tables(cursor) -> list[str]:
-    """Return the tables of the current schema that carry ``tenant_id`` (not partitions)."""
+    """Return the tables of the current schema that carry ``tenant_id`` (not partitions),
+    but for the reference tables."""
     return [
         name
         for (name,) in _rows(
@@ -108,6 +112,7 @@ def tenant_tables(cursor) -> list[str]:
             "AND NOT c.relispartition ORDER BY c.relname <> %s, c.relname",
             [DISTRIBUTION_COLUMN, COLOCATION_ANCHOR],
         )
+        if name not in REFERENCE_TABLES
     ]
 
 

@@ -103,6 +103,7 @@ class PatientAdmin(TenantScopedAdmin):
         ("tenant", ScopedRelatedFieldListFilter),
     ]
     list_select_related = ["facility", "tenant"]
+    colocated_relations = ("facility",)
     search_fields = ["reference", "display_name"]
     autocomplete_fields = ["tenant", "facility"]
     # Served by patient_tenant_ref_uniq (tenant_id, reference).
@@ -150,6 +151,7 @@ class CareNoteAdmin(AuditedChangeViewMixin, TenantScopedAdmin):
     search_fields = ["=patient__reference", "=author__username"]
     search_help_text = "Exact patient reference or author username."
     list_select_related = ["patient", "facility", "author", "tenant"]
+    colocated_relations = ("patient", "facility")
     autocomplete_fields = ["tenant", "facility", "patient", "author"]
     readonly_fields = ["created_at_local", "amend"]
     # A recorded note is never changed in place by tenant staff: they see it read-only, with

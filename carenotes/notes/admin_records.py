@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from audit.services import audit_request_read
+from carenotes.core.colocation import colocated
 from carenotes.notes.models import CareNote, CareNoteAmendment, CareNoteEvent
 from carenotes.notes.services import note_amend, note_amendment_errors
 from tenants.admin_scoping import TenantScopedAdmin
@@ -118,7 +119,8 @@ class HistoryInline(ReadOnlyInline):
     verbose_name_plural = "Change history (written by the database)"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("facility", "patient", "author")
+        queryset = super().get_queryset(request).select_related("facility", "patient", "author")
+        return colocated(queryset, "facility", "patient")
 
     @admin.display(description="Changed by, why")
     def changed_by(self, event: CareNoteEvent) -> str:

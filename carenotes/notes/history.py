@@ -13,10 +13,14 @@ still as the code wrote it, and inside the replica write observer, which must se
 as written too. pghistory's own inner wrapper then sees a ``SELECT`` and adds nothing.
 """
 
-import psycopg
-from pghistory import runtime
+import json
 
-from tenants.rls import db_scope_wrapper
+import psycopg
+from django.conf import settings
+from django.db import transaction
+from pghistory import config, runtime
+
+from tenants.rls import ROW_STATEMENT, db_scope_wrapper
 
 
 def history_context_wrapper(execute, sql, params, many, context):
@@ -28,7 +32,35 @@ def history_context_wrapper(execute, sql, params, many, context):
     raw = context["cursor"].cursor
     if many or not isinstance(raw, psycopg.ClientCursor) or not hasattr(runtime._tracker, "value"):
         return execute(sql, params, many, context)
+    if settings.DATABASE_CITUS:
+        return _citus_history_context(execute, sql, params, many, context)
     return runtime._inject_history_context(execute, sql, params, many, context)
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _citus_history_context(execute, sql, params, many, context):
+    """On Citus, where the history triggers run on the workers: the context as SET LOCAL
+    commands in a message of their own (the form the coordinator forwards, tenants/rls.py)."""
+    if (
+        not isinstance(sql, str)
+        or not ROW_STATEMENT.match(sql)
+        or sql.lstrip()[:6].upper() == "SELECT"
+    ):
+        return execute(sql, params, many, context)
+    db = context["connection"]
+    value = runtime._tracker.value
+    metadata = json.dumps(value.metadata, cls=config.json_encoder())
+    commands = (
+        f"SET LOCAL pghistory.context_id = {_literal(str(value.id))}; "
+        f"SET LOCAL pghistory.context_metadata = {_literal(metadata)}"
+    )
+    with transaction.atomic(using=db.alias, savepoint=False):
+        with db.wrap_database_errors:
+            db.connection.cursor().execute(commands.encode())
+        return execute(sql, params, many, context)
 
 
 def history_context_install(sender, connection, **kwargs) -> None:

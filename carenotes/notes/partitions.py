@@ -223,6 +223,27 @@ def partitions_create(*, months: Iterable[date]) -> list[PartitionCreated]:
     return created
 
 
+# (index of a partition, the parent's index it belongs to) for one partition of the notes.
+PARTITION_INDEXES_SQL = """
+SELECT child.relname, parent.relname
+FROM pg_index parent_index
+JOIN pg_class parent ON parent.oid = parent_index.indexrelid
+JOIN pg_inherits i ON i.inhparent = parent.oid
+JOIN pg_class child ON child.oid = i.inhrelid
+JOIN pg_index child_index ON child_index.indexrelid = child.oid
+WHERE parent_index.indrelid = %s::regclass AND child_index.indrelid = %s::regclass
+"""
+
+
+def partition_indexes_name(cursor, *, partition: str) -> None:
+    """Name a partition's indexes after the parent's (carenote_stats_covering_idx_p2026_12),
+    as migration 0010 does: a query plan names the index whichever partition it reads."""
+    suffix = partition.removeprefix(f"{NOTES_TABLE}_")
+    cursor.execute(PARTITION_INDEXES_SQL, [NOTES_TABLE, partition])
+    for index, parent in cursor.fetchall():
+        cursor.execute(f'ALTER INDEX "{index}" RENAME TO "{parent[: 62 - len(suffix)]}_{suffix}"')
+
+
 def _month_partition_create(
     cursor, *, month: date, default: str | None, columns: str
 ) -> PartitionCreated:
@@ -246,6 +267,7 @@ def _month_partition_create(
         f"FOR VALUES FROM ('{start}') TO ('{end}')"
     )
     cursor.execute(f"ALTER TABLE {name} DROP CONSTRAINT {name}_month")
+    partition_indexes_name(cursor, partition=name)
     # The owner's default privileges granted the application roles DML on the new table.
     cursor.execute(f"REVOKE ALL ON {name} FROM {', '.join(APP_ROLES)}")
     if moved:

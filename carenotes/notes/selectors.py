@@ -3,6 +3,7 @@ and single rows, and the residents who have gone without a note."""
 
 import base64
 import binascii
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,6 +12,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 from rest_framework.exceptions import NotFound, ValidationError
 
+from carenotes.core.colocation import colocated
 from carenotes.core.params import BIGINT_MAX
 from carenotes.notes.models import CareNote, CareNoteAmendment, Patient
 from tenants.principal import Principal, TenantInfo
@@ -73,16 +75,21 @@ class NoteCursor:
         return cls(created_at=created_at, id=note_id)
 
 
-def notes_with_amendment_count(queryset: QuerySet[CareNote]) -> QuerySet[CareNote]:
+def notes_with_amendment_count(
+    queryset: QuerySet[CareNote], *, tenant_ids: Iterable[int] | None
+) -> QuerySet[CareNote]:
     """Return ``queryset`` with each note's ``amendment_count`` (the API shows it): one probe
-    of carenoteamendment_note_idx per note, in the same statement."""
-    counts = (
-        CareNoteAmendment.objects.filter(tenant_id=OuterRef("tenant_id"), note_id=OuterRef("pk"))
-        .order_by()
-        .values("note_id")
-        .annotate(count=Count("*"))
-        .values("count")
+    of carenoteamendment_note_idx per note, in the same statement.
+
+    ``tenant_ids``, the tenants the notes can be of (None: any), are named in the subquery
+    too: Citus routes a correlated subquery to one worker only when it names its tenant.
+    """
+    counts = CareNoteAmendment.objects.filter(
+        tenant_id=OuterRef("tenant_id"), note_id=OuterRef("pk")
     )
+    if tenant_ids is not None:
+        counts = counts.filter(tenant_id__in=list(tenant_ids))
+    counts = counts.order_by().values("note_id").annotate(count=Count("*")).values("count")
     return queryset.annotate(
         amendment_count=Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
     )
@@ -110,10 +117,11 @@ def note_list(*, tenant: TenantInfo, filters: NoteFilters) -> QuerySet[CareNote]
         "created_at__lt": filters.created_before,
     }
     return notes_with_amendment_count(
-        CareNote.objects.filter(tenant_id=tenant.id)
+        colocated(CareNote.objects.filter(tenant_id=tenant.id), "patient")
         .filter(**{key: value for key, value in conditions.items() if value is not None})
         .select_related(*NOTE_OUTPUT_RELATED)
-        .order_by("-created_at", "-id")
+        .order_by("-created_at", "-id"),
+        tenant_ids=[tenant.id],
     )
 
 
@@ -140,9 +148,13 @@ def note_page(
 
 def note_get(*, principal: Principal, note_id: int) -> CareNote:
     """Return a note of one of the caller's tenants; 404 for any other id, existing or not."""
-    queryset = notes_with_amendment_count(CareNote.objects.select_related(*NOTE_OUTPUT_RELATED))
-    if not principal.is_superuser:
-        queryset = queryset.filter(tenant_id__in=list(principal.roles))
+    tenant_ids = None if principal.is_superuser else list(principal.roles)
+    queryset = notes_with_amendment_count(
+        colocated(CareNote.objects.select_related(*NOTE_OUTPUT_RELATED), "patient"),
+        tenant_ids=tenant_ids,
+    )
+    if tenant_ids is not None:
+        queryset = queryset.filter(tenant_id__in=tenant_ids)
     note = queryset.filter(pk=note_id).first()
     if note is None:
         raise NotFound()
