@@ -300,7 +300,19 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT / "docs" / "PERFORMANCE.md",
         help="the document whose stats section is rewritten ('-' to skip)",
     )
+    parser.add_argument(
+        "--citus-url",
+        help="a Citus coordinator: measure the day and range answers there beside plain "
+        "PostgreSQL instead (bench/citus.py; --sizes defaults to 100k)",
+    )
     args = parser.parse_args(argv)
+    if args.citus_url:
+        sizes = args.sizes if "--sizes" in " ".join(argv or sys.argv) else "100k"
+        citus_args = ["--citus-url", args.citus_url, "--sizes", sizes, "--repeat", str(args.repeat)]
+        citus_args += ["--out", str(args.out), "--performance-md", str(args.performance_md)]
+        return subprocess.run(
+            [sys.executable, "-m", "bench.citus", *citus_args], cwd=ROOT
+        ).returncode
     names = [name.strip() for name in args.sizes.split(",") if name.strip()]
     if args.scale:
         names.append(args.scale)

@@ -15,10 +15,6 @@ import pytest
 
 from system_tests.citus import (
     SEED_ARGS,
-    cluster_database_create,
-    cluster_database_drop,
-    cluster_nodes,
-    database_url,
     manage,
     plain_database_create,
     plain_database_drop,
@@ -26,6 +22,12 @@ from system_tests.citus import (
     shard_placements,
 )
 from tenants.citus import REFERENCE_TABLES
+from tools.citus_databases import (
+    cluster_database_create,
+    cluster_database_drop,
+    cluster_nodes,
+    database_url,
+)
 
 pytestmark = [pytest.mark.citus, pytest.mark.slow]
 
