@@ -138,7 +138,16 @@ def captured_sql(tenant, day, facility_ids) -> list[str]:
     """Return the exact statements the selector sends, parameters interpolated."""
     with CaptureQueriesContext(connection) as captured:
         care_stats_get(tenant=tenant, day=day, facility_ids=facility_ids)
-    return [query["sql"] for query in captured.captured_queries]
+    return _statements(captured)
+
+
+# Transaction control Django logs too (on Citus every statement runs in a transaction).
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
+
+
+def _statements(captured: CaptureQueriesContext) -> list[str]:
+    """Return the captured statements but for transaction control."""
+    return [q["sql"] for q in captured.captured_queries if q["sql"] not in TRANSACTION_CONTROL]
 
 
 def raw_sql_samples(statements: list[str], repeat: int) -> list[float]:
@@ -238,7 +247,7 @@ def range_measurements(*, client: StatsClient, tenant, day: date, repeat: int) -
     hits = alternate(absent=False)
     with CaptureQueriesContext(connection) as captured:
         care_stats_range_get(tenant=tenant, date_from=date_from, date_to=date_to)
-    statements = [query["sql"] for query in captured.captured_queries]
+    statements = _statements(captured)
     bare = misses.pop("bare") + hits.pop("bare")
     miss_ms = {kind: median_ms(values) for kind, values in misses.items()}
     hit_ms = {kind: median_ms(values) for kind, values in hits.items()}

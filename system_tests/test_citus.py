@@ -213,3 +213,20 @@ def test_every_hot_statement_runs_on_one_worker(cluster):
         assert plan["statements"], name
         for statement in plan["statements"]:
             assert statement["tasks"] == [1], (name, statement)
+
+
+def test_maintenance_commands_run_on_the_cluster(cluster, citus_url):
+    def run(*args: str) -> str:
+        return manage(cluster.url, *args, citus=True, prefix=cluster.prefix)
+
+    # Months ahead: each new partition is distributed like its parent, shards on both workers.
+    run("notes_partitions", "--ahead", "8")
+    placements = shard_placements(cluster.url)
+    months = [t for t in placements if t.startswith("carenotes_carenote_p")]
+    assert len(months) >= 9
+    workers = {port for _, port in cluster_nodes(citus_url)[1:]}
+    assert all(placements[month] == workers for month in months)
+    # Cross-tenant maintenance: purges and the rollups' check ask every shard.
+    assert "Deleted" in run("purge_idempotency_keys")
+    assert "Deleted" in run("audit_purge")
+    assert run("stats_rollups", "--check").strip().endswith("0 differences")
