@@ -50,6 +50,14 @@ PURGE_BATCH_SQL = f"""
         SELECT ctid FROM {TABLE} WHERE read_at < %s LIMIT %s
     ))
 """
+# On Citus a batch names its tenant, so that the statement runs on that tenant's shard alone
+# (a ctid names a row of one shard only).
+PURGE_TENANTS_SQL = f"SELECT DISTINCT tenant_id FROM {TABLE} WHERE read_at < %s ORDER BY 1"
+PURGE_TENANT_BATCH_SQL = f"""
+    DELETE FROM {TABLE} WHERE tenant_id = %s AND ctid = ANY(ARRAY(
+        SELECT ctid FROM {TABLE} WHERE tenant_id = %s AND read_at < %s LIMIT %s
+    ))
+"""
 
 
 @dataclass
@@ -161,10 +169,22 @@ def audit_purge(*, before: datetime, batch_size: int = AUDIT_PURGE_BATCH_DEFAULT
     """
     if batch_size < 1:
         raise ValueError(f"the batch size must be at least 1, got {batch_size}")
+    if not settings.DATABASE_CITUS:
+        return _purge_batches(PURGE_BATCH_SQL, [before, batch_size], batch_size=batch_size)
+    with connection.cursor() as cursor:
+        cursor.execute(PURGE_TENANTS_SQL, [before])
+        tenant_ids = [tenant_id for (tenant_id,) in cursor.fetchall()]
+    return sum(
+        _purge_batches(PURGE_TENANT_BATCH_SQL, [t, t, before, batch_size], batch_size=batch_size)
+        for t in tenant_ids
+    )
+
+
+def _purge_batches(sql: str, params: list, *, batch_size: int) -> int:
     deleted = 0
     while True:
         with connection.cursor() as cursor:
-            cursor.execute(PURGE_BATCH_SQL, [before, batch_size])
+            cursor.execute(sql, params)
             batch = cursor.rowcount
         deleted += batch
         if batch < batch_size:

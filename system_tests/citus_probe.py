@@ -63,6 +63,28 @@ def _requests(credentials: dict) -> list[tuple[str, str]]:
     ]
 
 
+def _foreign_requests(credentials: dict) -> list[tuple[str, str]]:
+    """Return (name, path) of reads of the second tenant's data, made as the first's manager."""
+    from carenotes.notes.models import CareNote
+    from tenants.rls import rls_system
+
+    theirs = credentials["tenants"][1]
+    tenant_id, facility = theirs["tenant_id"], theirs["facility_ids"][0]
+    with rls_system():
+        note_id = CareNote.objects.filter(tenant_id=tenant_id).order_by("id").first().pk
+    return [
+        ("foreign: stats day", f"/api/care-stats/?tenant_id={tenant_id}&date={theirs['end_date']}"),
+        ("foreign: stats range", f"/api/care-stats/?tenant_id={tenant_id}&period=last_7_days"),
+        ("foreign: notes list", f"/api/notes/?tenant_id={tenant_id}"),
+        ("foreign: note", f"/api/notes/{note_id}/"),
+        (
+            "foreign: attention list",
+            f"/api/residents/attention/?tenant_id={tenant_id}&facility_ids={facility}&hours=24",
+        ),
+        ("foreign: residents", f"/api/residents/?tenant_id={tenant_id}"),
+    ]
+
+
 def _manager_client(credentials: dict):
     from django.test import Client
 
@@ -92,6 +114,17 @@ def probe_answers(credentials: dict) -> dict:
             answers[name] = [500, f"{type(error).__name__}: {error}"]
             continue
         answers[name] = [response.status_code, _normalised(response.json())]
+    for name, path in _foreign_requests(credentials):
+        response = client.get(path, secure=True)
+        answers[name] = [response.status_code, _normalised(response.json())]
+    foreign_note = _foreign_requests(credentials)[3][1]
+    response = client.post(
+        f"{foreign_note}amendments/",
+        json.dumps({"reason": "Not ours.", "priority": 1}),
+        content_type="application/json",
+        secure=True,
+    )
+    answers["foreign: amend"] = [response.status_code, _normalised(response.json())]
     admin = Client(HTTP_HOST="localhost")
     admin.force_login(get_user_model().objects.get(username=credentials["superuser"]["username"]))
     try:

@@ -142,7 +142,12 @@ def test_the_api_answers_on_citus_as_on_plain_postgresql(cluster, plain):
     assert on_citus.keys() == on_plain.keys()
     for name in on_plain:
         assert on_citus[name] == on_plain[name], name
-    assert all(status == 200 for status, _ in on_citus.values()), on_citus
+    own = {name: answer for name, answer in on_citus.items() if not name.startswith("foreign")}
+    assert all(status == 200 for status, _ in own.values()), own
+    # The isolation matrix's row for another tenant's data: refused, naming nothing of it.
+    foreign = {name: answer for name, answer in on_citus.items() if name.startswith("foreign")}
+    assert len(foreign) == 7
+    assert all(status in {403, 404} for status, _ in foreign.values()), foreign
     assert on_citus["stats day"][1]["total_notes"] > 0
     assert len(on_citus["notes list"][1]["results"]) > 0
 
@@ -226,7 +231,26 @@ def test_maintenance_commands_run_on_the_cluster(cluster, citus_url):
     assert len(months) >= 9
     workers = {port for _, port in cluster_nodes(citus_url)[1:]}
     assert all(placements[month] == workers for month in months)
-    # Cross-tenant maintenance: purges and the rollups' check ask every shard.
-    assert "Deleted" in run("purge_idempotency_keys")
-    assert "Deleted" in run("audit_purge")
+    # Cross-tenant maintenance: the purges go tenant by tenant (one shard per statement), the
+    # rollups' check asks every shard. Expired rows of two tenants, and one that must stay.
+    with psycopg.connect(cluster.url, autocommit=True) as owner:
+        owner.execute(
+            "INSERT INTO carenotes_idempotencykey (tenant_id, user_id, key, fingerprint, "
+            "response_body, created_at, expires_at) SELECT m.tenant_id, m.user_id, k.key, '', "
+            "'', now() - interval '2 days', now() + k.expires "
+            "FROM (SELECT DISTINCT ON (tenant_id) tenant_id, user_id FROM tenants_membership "
+            "WHERE tenant_id IN (1, 2) ORDER BY tenant_id, user_id) AS m, "
+            "(VALUES ('expired', interval '-1 day'), ('current', interval '1 day')) "
+            "AS k (key, expires)"
+        )
+        owner.execute(
+            "INSERT INTO audit_readrecord (read_at, tenant_id, user_id, username, route, "
+            "filters, note_count, request_id) SELECT now() - interval '20 years', t, 1, 'x', "
+            "'note-list', '{}', 0, '' FROM unnest(ARRAY[1, 2]) AS t"
+        )
+    assert run("purge_idempotency_keys").strip() == "Deleted 2 expired idempotency keys."
+    assert run("audit_purge").startswith("Deleted 2 audit records")
+    with psycopg.connect(cluster.url) as owner:
+        keys = owner.execute("SELECT key FROM carenotes_idempotencykey ORDER BY 1").fetchall()
+    assert keys == [("current",), ("current",)]
     assert run("stats_rollups", "--check").strip().endswith("0 differences")

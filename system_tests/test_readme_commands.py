@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tools.citus_cluster import citus_available
 from tools.load_profile import stats_total
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -27,6 +28,7 @@ LAST = "make stop"
 SETUP_PATTERNS = (r"eval \"\$\(", r"\. \.venv/bin/activate")
 SKIPPED = {
     r"make test\b": "the whole test suite, this test included",
+    r"CITUS_URL=.* make test\b": "the citus tests, run by the whole suite's own run",
     r"make bench": "benchmarks: minutes each, seeding 1M-10M notes (bench/ tests cover them)",
     r"make load\b": "load runs: a minute or more of locust (tools/tests cover the verdict)",
     r"docker compose\b": "no Docker engine here: test_compose.py starts web with exactly the "
@@ -36,6 +38,9 @@ SKIPPED = {
     r"DATABASE_URL=postgres://\w+:\.\.\.@db/": "a production template: placeholder password, "
     "and db is a compose host name",
 }
+# Commands that need the citus extension installed for the machine's PostgreSQL (README,
+# "Scale out on Citus"); where it is not, they are skipped, as the citus tests are.
+NEEDS_CITUS = "tools/citus_cluster.py"
 # Documented refusals: the command's own comment says it fails in this state.
 REFUSALS = {
     "python manage.py seed_notes": "refuses if data exists (its comment), and make run seeded",
@@ -92,6 +97,9 @@ def test_every_readme_command_works_as_written(checkout):
     for command in readme_commands(README.read_text()):
         words = command_words(command)
         if words in (SERVER, LAST) or any(re.match(p, words) for p in SKIPPED):
+            skipped.append(words)
+            continue
+        if NEEDS_CITUS in command and not citus_available():
             skipped.append(words)
             continue
         if words.startswith(CURL):

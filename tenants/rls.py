@@ -21,6 +21,11 @@ what sits between Django and PostgreSQL (``settings.DATABASE_POOLER``):
   trip and the same transaction: written in front of the statement (one simple-protocol
   message, which PostgreSQL runs as one implicit transaction when autocommit is on), or
   pipelined ahead of it where that is impossible (server-side binding, executemany).
+- a Citus coordinator (``settings.DATABASE_CITUS``): the workers that run a statement's
+  shard queries see none of the coordinator session's settings; the coordinator forwards
+  ``SET LOCAL`` commands of a transaction block to them. Every statement runs in a
+  transaction (the caller's, or one opened for it) whose scope is set by ``SET LOCAL``
+  commands sent in a message of their own just before it (``scoped_execute_citus``).
 
 Code that sends no SQL costs nothing: a warm stats cache hit still makes zero PostgreSQL
 round trips.

@@ -7,7 +7,8 @@ the coordinator and the workers on the coordinator, prints ``CITUS_URL=postgres:
 stdout and leaves the servers running; ``stop --dir D`` stops them. Starting a directory whose
 cluster is running (or stopped) reuses it. ``available`` says whether the citus extension is
 installed for the PostgreSQL whose programs are used; this tool never builds it.
-``register`` adds worker nodes to any coordinator (docker-compose.yml's ``citus-setup``).
+``register`` adds worker nodes to any coordinator (docker-compose.yml's ``citus-setup``);
+``url`` prints the running cluster's coordinator URL (README, "Scale out on Citus").
 
 The tests' ``citus_url`` fixture (conftest.py) reads CITUS_URL; .ci/run starts one cluster.
 Programs, ports and the service account come from tools/topology.py.
@@ -320,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start (or reuse) a cluster; print CITUS_URL=...")
     stop = sub.add_parser("stop", help="stop the cluster of --dir")
-    for command in (start, stop):
+    url = sub.add_parser("url", help="print the coordinator's URL of the running cluster of --dir")
+    for command in (start, stop, url):
         command.add_argument(
             "--dir", type=Path, default=DEFAULT_DIR, help="where the nodes' data live"
         )
@@ -365,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
             ports = ", ".join(str(worker.port) for worker in cluster.workers)
             print(f"Citus in {cluster.directory}: workers on ports {ports}", file=sys.stderr)
             print(f"CITUS_URL={cluster.url}")
+            return 0
+        if args.command == "url":
+            cluster = CitusCluster.load(args.dir)
+            if cluster is None or not all(map(server_running, cluster.nodes)):
+                raise ClusterError(f"no running cluster in {args.dir}: run `start` first")
+            print(cluster.url)
             return 0
         cluster = cluster_stop(args.dir)
         print(f"stopped the Citus cluster in {cluster.directory}", file=sys.stderr)

@@ -75,6 +75,13 @@ PURGE_SQL = (
     f"DELETE FROM {_TABLE} WHERE id IN (SELECT id FROM {_TABLE} WHERE expires_at <= %s "
     "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED)"
 )
+# On Citus a batch names its tenant: FOR UPDATE needs the statement on one shard.
+PURGE_TENANTS_SQL = f"SELECT DISTINCT tenant_id FROM {_TABLE} WHERE expires_at <= %s ORDER BY 1"
+PURGE_TENANT_SQL = (
+    f"DELETE FROM {_TABLE} WHERE tenant_id = %s AND id IN (SELECT id FROM {_TABLE} "
+    "WHERE tenant_id = %s AND expires_at <= %s ORDER BY expires_at LIMIT %s "
+    "FOR UPDATE SKIP LOCKED)"
+)
 
 
 class IdempotencyKeyReused(APIException):
@@ -178,10 +185,22 @@ def idempotency_keys_purge(*, now: datetime, batch_size: int = PURGE_BATCH_SIZE)
 
     Run in a scope that sees every tenant (the command uses ``rls_system``).
     """
+    if not settings.DATABASE_CITUS:
+        return _purge_batches(PURGE_SQL, [now, batch_size], batch_size=batch_size)
+    with connection.cursor() as cursor:
+        cursor.execute(PURGE_TENANTS_SQL, [now])
+        tenant_ids = [tenant_id for (tenant_id,) in cursor.fetchall()]
+    return sum(
+        _purge_batches(PURGE_TENANT_SQL, [t, t, now, batch_size], batch_size=batch_size)
+        for t in tenant_ids
+    )
+
+
+def _purge_batches(sql: str, params: list, *, batch_size: int) -> int:
     deleted = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(PURGE_SQL, [now, batch_size])
+            cursor.execute(sql, params)
             count = cursor.rowcount
         deleted += count
         if count < batch_size:

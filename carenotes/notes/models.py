@@ -192,7 +192,7 @@ class IdempotencyKey(models.Model):
     tenant = models.ForeignKey(
         Tenant, on_delete=models.CASCADE, related_name="idempotency_keys", db_index=False
     )
-    # The unique (user, key) constraint leads with user_id and serves its lookups.
+    # The unique (tenant, user, key) constraint serves the lookups of a key.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
