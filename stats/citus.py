@@ -10,13 +10,16 @@ routes it to the colocated rollup shard on the same worker, the only kind of sta
 lets a trigger on a shard run. The tenant's time zone comes from ``tenants_tenant``, a
 reference table every worker holds.
 
-Two triggers of stats 0003 cannot run on a shard at all and are dropped on Citus:
+Two triggers of stats 0003 cannot run on a shard:
 
-- the TRUNCATE trigger (emptying rollups from a shard would reach other workers): on Citus
-  truncate the rollup tables with the notes (``seed_notes --reset`` truncates them all);
+- the TRUNCATE trigger (emptying the rollups from a shard would reach other workers) runs
+  only where the notes table is the coordinator's own (``TG_TABLE_NAME`` is a shard's name
+  on a worker): a TRUNCATE of the notes reaches the coordinator's table too, and empties
+  the rollups from there. It is dropped before the conversion, which truncates the local
+  data of each converted table, and created again after it;
 - the time-zone trigger on the ``tenants_tenant`` reference table (it would rebuild a
-  tenant's rollups once per node): the application rebuilds them when a tenant's time zone
-  changes (stats.signals), from the coordinator.
+  tenant's rollups once per node) is dropped: the application rebuilds them when a
+  tenant's time zone changes (stats.signals), from the coordinator.
 """
 
 from django.dispatch import receiver
@@ -101,6 +104,18 @@ CITUS_TRIGGER_FUNCTIONS = (
     _function("stats_rollups_notes_inserted", INSERTED),
     _function("stats_rollups_notes_deleted", DELETED),
     _function("stats_rollups_notes_updated", f"{DELETED} UNION ALL {INSERTED}"),
+    f"""CREATE OR REPLACE FUNCTION stats_rollups_notes_truncated() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_NAME = '{NOTES_TABLE}' THEN  -- the coordinator's table, not a shard
+        TRUNCATE {COUNTS_TABLE}, {RESIDENTS_TABLE};
+    END IF;
+    RETURN NULL;
+END
+$$""",
+    f"DROP TRIGGER IF EXISTS stats_rollups_truncate ON {NOTES_TABLE}",
+    f"""CREATE TRIGGER stats_rollups_truncate AFTER TRUNCATE ON {NOTES_TABLE}
+    FOR EACH STATEMENT EXECUTE FUNCTION stats_rollups_notes_truncated()""",
 )
 
 

@@ -241,7 +241,34 @@ def _seed_notes_run(
     )
 
 
+# A notes table Citus has distributed (manage.py citus_distribute).
+DISTRIBUTED_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') "
+    "AND to_regclass('pg_dist_partition') IS NOT NULL"
+)
+DISTRIBUTED_NOTES_SQL = (
+    "SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'carenotes_carenote'::regclass"
+)
+
+
+def database_is_distributed() -> bool:
+    """Return True when the notes table is distributed on Citus."""
+    with connection.cursor() as cursor:
+        cursor.execute(DISTRIBUTED_SQL)
+        if not cursor.fetchone()[0]:
+            return False
+        cursor.execute(DISTRIBUTED_NOTES_SQL)
+        return cursor.fetchone() is not None
+
+
 def _prepare(*, config: SeedConfig, mode: str) -> None:
+    # The bulk load takes the ids of its multi-row INSERTs in the order of their rows, which
+    # Citus does not keep across shards.
+    if database_is_distributed():
+        raise SeedRefusedError(
+            "The database is distributed on Citus (citus_distribute ran): seed a database "
+            'before distributing it (README, "Scale out on Citus").'
+        )
     if mode == "reset":
         seed_data_delete()
     if mode == "refuse" and database_has_data():
