@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from audit.models import ReadRecord
-from carenotes.core.db import prepared_cursor, write_connection
+from carenotes.core.db import delete_in_batches, prepared_cursor, write_connection
 from carenotes.core.request_state import request_state
 from tenants.rls import rls_owner
 
@@ -170,25 +170,14 @@ def audit_purge(*, before: datetime, batch_size: int = AUDIT_PURGE_BATCH_DEFAULT
     if batch_size < 1:
         raise ValueError(f"the batch size must be at least 1, got {batch_size}")
     if not settings.DATABASE_CITUS:
-        return _purge_batches(PURGE_BATCH_SQL, [before, batch_size], batch_size=batch_size)
+        return delete_in_batches(PURGE_BATCH_SQL, [before, batch_size], batch_size=batch_size)
     with connection.cursor() as cursor:
         cursor.execute(PURGE_TENANTS_SQL, [before])
         tenant_ids = [tenant_id for (tenant_id,) in cursor.fetchall()]
     return sum(
-        _purge_batches(PURGE_TENANT_BATCH_SQL, [t, t, before, batch_size], batch_size=batch_size)
+        delete_in_batches(PURGE_TENANT_BATCH_SQL, [t, t, before, batch_size], batch_size=batch_size)
         for t in tenant_ids
     )
-
-
-def _purge_batches(sql: str, params: list, *, batch_size: int) -> int:
-    deleted = 0
-    while True:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            batch = cursor.rowcount
-        deleted += batch
-        if batch < batch_size:
-            return deleted
 
 
 def audit_records_delete_for_tenants(*, tenant_ids: Sequence[int]) -> int:

@@ -50,10 +50,10 @@ def _environment(url: str, *, citus: bool, prefix: str) -> dict[str, str]:
     }
 
 
-def manage(url: str, *args: str, citus: bool, prefix: str) -> str:
-    """Run ``manage.py *args`` on database ``url``; return its output, raise on failure."""
+def _run(url: str, argv: list[str], *, citus: bool, prefix: str) -> str:
+    """Run ``python argv`` on database ``url``; return its output, raise on failure."""
     done = subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *argv],
         cwd=ROOT,
         env=_environment(url, citus=citus, prefix=prefix),
         capture_output=True,
@@ -61,23 +61,20 @@ def manage(url: str, *args: str, citus: bool, prefix: str) -> str:
         timeout=COMMAND_TIMEOUT,
     )
     if done.returncode != 0:
-        raise AssertionError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(f"{' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
+
+
+def manage(url: str, *args: str, citus: bool, prefix: str) -> str:
+    """Run ``manage.py *args`` on database ``url``; return its output, raise on failure."""
+    return _run(url, ["manage.py", *args], citus=citus, prefix=prefix)
 
 
 def probe(url: str, name: str, credentials: Path, *, citus: bool, prefix: str) -> dict:
     """Run probe ``name`` of system_tests/citus_probe.py on ``url``; return its JSON."""
-    done = subprocess.run(
-        [sys.executable, "-m", "system_tests.citus_probe", name, str(credentials)],
-        cwd=ROOT,
-        env=_environment(url, citus=citus, prefix=prefix),
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"probe {name} failed:\n{done.stdout}\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    argv = ["-m", "system_tests.citus_probe", name, str(credentials)]
+    output = _run(url, argv, citus=citus, prefix=prefix)
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def shard_placements(url: str) -> dict[str, set[int]]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from tools.devenv import pid_alive
 from tools.topology import (
     SUPERUSER,
     MissingProgram,
@@ -99,16 +100,6 @@ def citus_available() -> bool:
     ).is_file()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def server_running(server: PostgresServer) -> bool:
     """Return whether the postmaster of ``server``'s data directory is alive."""
     pidfile = server.data_dir / "postmaster.pid"
@@ -116,7 +107,7 @@ def server_running(server: PostgresServer) -> bool:
         pid = int(pidfile.read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return False
-    return _pid_alive(pid)
+    return pid_alive(pid)
 
 
 def nodes_register(

@@ -143,7 +143,8 @@ def environment() -> dict[str, str]:
     return env
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Return True when process ``pid`` exists (ours or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -177,12 +178,12 @@ def run_server_stop(pidfile: Path = RUN_PIDFILE, *, timeout: float = RUN_STOP_TI
         return
     # A stale pidfile (gunicorn killed -9) may name a reused pid: only `make run`'s server
     # (this script's serve, or a gunicorn) is stopped.
-    if not _pid_alive(pid) or not _is_run_server(pid):
+    if not pid_alive(pid) or not _is_run_server(pid):
         pidfile.unlink(missing_ok=True)
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and _is_run_server(pid):
+    while pid_alive(pid) and _is_run_server(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             _say(f"gunicorn (pid {pid}) outlived {timeout:.0f}s after SIGTERM: killed")

@@ -1,8 +1,10 @@
 """Database helpers the ORM does not offer: raw reads routed like ORM reads (to a fresh
 replica when one may answer), prepared statements for hot, fixed SQL."""
 
+import contextlib
+
 import psycopg
-from django.db import connections, router
+from django.db import connection, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
@@ -82,3 +84,17 @@ def prepared_cursor(*, write: bool = False) -> CursorWrapper:
         raw = _PreparingCursor(db.connection)
     raw.db = db
     return db._prepare_cursor(raw)
+
+
+def delete_in_batches(sql: str, params: list, *, batch_size: int, atomic: bool = False) -> int:
+    """Run the batch DELETE ``sql`` until a batch deletes fewer than ``batch_size`` rows;
+    return how many it deleted. Each batch is its own transaction (``atomic``: Django's)."""
+    deleted = 0
+    while True:
+        batch = transaction.atomic() if atomic else contextlib.nullcontext()
+        with batch, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            count = cursor.rowcount
+        deleted += count
+        if count < batch_size:
+            return deleted

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import APIException, ValidationError
 
+from carenotes.core.db import delete_in_batches
 from carenotes.core.metrics import IDEMPOTENT_REPLAYS
 from carenotes.notes.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyKey
 
@@ -186,22 +187,13 @@ def idempotency_keys_purge(*, now: datetime, batch_size: int = PURGE_BATCH_SIZE)
     Run in a scope that sees every tenant (the command uses ``rls_system``).
     """
     if not settings.DATABASE_CITUS:
-        return _purge_batches(PURGE_SQL, [now, batch_size], batch_size=batch_size)
+        return delete_in_batches(PURGE_SQL, [now, batch_size], batch_size=batch_size, atomic=True)
     with connection.cursor() as cursor:
         cursor.execute(PURGE_TENANTS_SQL, [now])
         tenant_ids = [tenant_id for (tenant_id,) in cursor.fetchall()]
     return sum(
-        _purge_batches(PURGE_TENANT_SQL, [t, t, now, batch_size], batch_size=batch_size)
+        delete_in_batches(
+            PURGE_TENANT_SQL, [t, t, now, batch_size], batch_size=batch_size, atomic=True
+        )
         for t in tenant_ids
     )
-
-
-def _purge_batches(sql: str, params: list, *, batch_size: int) -> int:
-    deleted = 0
-    while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            count = cursor.rowcount
-        deleted += count
-        if count < batch_size:
-            return deleted
