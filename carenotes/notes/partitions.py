@@ -241,7 +241,9 @@ def partition_indexes_name(cursor, *, partition: str) -> None:
     suffix = partition.removeprefix(f"{NOTES_TABLE}_")
     cursor.execute(PARTITION_INDEXES_SQL, [NOTES_TABLE, partition])
     for index, parent in cursor.fetchall():
-        cursor.execute(f'ALTER INDEX "{index}" RENAME TO "{parent[: 62 - len(suffix)]}_{suffix}"')
+        name = f"{parent[: 62 - len(suffix)]}_{suffix}"
+        if index != name:
+            cursor.execute(f'ALTER INDEX "{index}" RENAME TO "{name}"')
 
 
 def _month_partition_create(

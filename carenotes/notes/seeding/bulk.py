@@ -5,6 +5,7 @@ from collections.abc import Callable
 from django.db import connection
 
 from carenotes.notes.models import CareNote, Patient
+from carenotes.notes.partitions import partition_indexes_name, partitions_get
 from carenotes.notes.seeding.sql import NOTE_INSERT
 from tenants.models import Facility
 
@@ -68,7 +69,12 @@ def secondary_restore(cursor, indexes: list[tuple], foreign_keys: list[tuple]) -
     # is several times cheaper than maintaining them row by row during the load.
     cursor.execute(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
     for _, definition in indexes:
-        cursor.execute(definition)
+        # The notes table is partitioned: its indexes' definitions say "ON ONLY", which
+        # would leave each one invalid and the partitions without it. Without ONLY, the
+        # index is built on every partition.
+        cursor.execute(definition.replace(" ON ONLY ", " ON ", 1))
+    for partition in partitions_get(cursor):
+        partition_indexes_name(cursor, partition=partition.name)
     for name, definition in foreign_keys:
         cursor.execute(f'ALTER TABLE {NOTE_TABLE} ADD CONSTRAINT "{name}" {definition}')
 

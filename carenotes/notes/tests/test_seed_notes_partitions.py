@@ -42,3 +42,35 @@ def test_every_seeded_note_lands_in_its_month_partition():
     assert sorted(counts) == [month_partition_name(month) for month in MONTHS]
     assert sum(counts.values()) == CareNote.objects.count() == SMALL["notes"]
     assert "partitions" in result.timings
+
+
+PARENT_INDEXES_SQL = f"""
+SELECT c.relname, i.indisvalid,
+       (SELECT count(*) FROM pg_inherits h WHERE h.inhparent = i.indexrelid)
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = '{NOTES_TABLE}'::regclass ORDER BY 1
+"""
+
+
+def test_a_seed_that_rebuilds_the_indexes_builds_them_on_every_partition():
+    # Dropped and built again after the load ("ON ONLY" in their definitions would leave the
+    # parent's indexes invalid and every partition without them: plans fall to heap scans).
+    config = seeding.seed_config_build(**{**SMALL, **WINDOW})
+    seeding.seed_notes_run(config=config, index_strategy="rebuild")
+    with rls_owner(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", [NOTES_TABLE]
+        )
+        (partitions,) = cursor.fetchone()
+        cursor.execute(PARENT_INDEXES_SQL)
+        indexes = cursor.fetchall()
+        cursor.execute(
+            "SELECT count(*) FROM pg_index i JOIN pg_inherits h ON h.inhrelid = i.indrelid "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE h.inhparent = %s::regclass AND c.relname LIKE 'carenote_stats_covering_idx_%%'",
+            [NOTES_TABLE],
+        )
+        (named,) = cursor.fetchone()
+    assert len(indexes) == 6  # the primary key and the five of CareNote.Meta.indexes
+    assert all(valid and children == partitions for _, valid, children in indexes), indexes
+    assert named == partitions  # each partition's index named after the parent's
