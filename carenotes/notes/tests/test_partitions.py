@@ -5,7 +5,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from http import HTTPStatus
 from io import StringIO
 
-import psycopg
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import ProgrammingError, connection, transaction
@@ -230,9 +229,9 @@ def test_a_held_lock_times_out_and_changes_nothing(monkeypatch):
     """A long transaction on the notes: the command gives up, whole, instead of stalling."""
     monkeypatch.setattr(partitions, "LOCK_TIMEOUT", "100ms")
     before = partition_ranges()
-    db = connection.settings_dict
-    params = {"dbname": db["NAME"], "user": db["USER"], "host": db["HOST"], "port": db["PORT"]}
-    with psycopg.connect(**params, password=db["PASSWORD"] or None) as other:
+    # A second session of the test database (Django's own parameters: a socket directory of
+    # the embedded server included); it holds its lock until it closes.
+    with connection.get_new_connection(connection.get_connection_params()) as other:
         other.execute(f"LOCK TABLE {NOTES_TABLE} IN ACCESS SHARE MODE")
         with pytest.raises(CommandError, match="stayed locked for more than 100ms"):
             run("--ahead", "5")
