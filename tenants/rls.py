@@ -226,7 +226,8 @@ def scope_is_transaction_local() -> bool:
     return settings.DATABASE_POOLER == TRANSACTION_POOLER or settings.DATABASE_CITUS
 
 
-def _literal(value: str) -> str:
+def sql_literal(value: str) -> str:
+    """Return ``value`` as a quoted SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -234,7 +235,7 @@ def _literal(value: str) -> str:
 def local_scope_prefix(scope: DbScope) -> str:
     """Return LOCAL_SCOPE_SQL with the scope's values written in, as a statement prefix."""
     # The values are role names, digits and commas, and on/off; quoted all the same.
-    return LOCAL_SCOPE_SQL.replace("%s", "{}").format(*map(_literal, scope.as_params())) + "; "
+    return LOCAL_SCOPE_SQL.replace("%s", "{}").format(*map(sql_literal, scope.as_params())) + "; "
 
 
 def scoped_execute_local(scope: DbScope, execute, sql, params, many, context):
@@ -270,7 +271,7 @@ def citus_scope_sql(scope: DbScope) -> str:
     (``citus.propagate_set_commands = local``, set by citus_distribute). It forwards the
     whole query string the command came in: the commands go alone, never with a statement.
     """
-    role, tenant_ids, all_tenants = map(_literal, scope.as_params())
+    role, tenant_ids, all_tenants = map(sql_literal, scope.as_params())
     return (
         f"SET LOCAL ROLE {role}; SET LOCAL {TENANT_IDS_SETTING} = {tenant_ids}; "
         f"SET LOCAL {ALL_TENANTS_SETTING} = {all_tenants}"

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from pghistory import config, runtime
 
-from tenants.rls import ROW_STATEMENT, db_scope_wrapper
+from tenants.rls import ROW_STATEMENT, db_scope_wrapper, sql_literal
 
 
 def history_context_wrapper(execute, sql, params, many, context):
@@ -37,10 +37,6 @@ def history_context_wrapper(execute, sql, params, many, context):
     return runtime._inject_history_context(execute, sql, params, many, context)
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _citus_history_context(execute, sql, params, many, context):
     """On Citus, where the history triggers run on the workers: the context as SET LOCAL
     commands in a message of their own (the form the coordinator forwards, tenants/rls.py)."""
@@ -54,8 +50,8 @@ def _citus_history_context(execute, sql, params, many, context):
     value = runtime._tracker.value
     metadata = json.dumps(value.metadata, cls=config.json_encoder())
     commands = (
-        f"SET LOCAL pghistory.context_id = {_literal(str(value.id))}; "
-        f"SET LOCAL pghistory.context_metadata = {_literal(metadata)}"
+        f"SET LOCAL pghistory.context_id = {sql_literal(str(value.id))}; "
+        f"SET LOCAL pghistory.context_metadata = {sql_literal(metadata)}"
     )
     with transaction.atomic(using=db.alias, savepoint=False):
         with db.wrap_database_errors:
